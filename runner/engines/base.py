@@ -1,0 +1,88 @@
+"""The engine interface: decoded inputs in, a stream of RGB frames out.
+
+The runner does all I/O (download, decode, encode, upload); an engine only turns
+prepared speech and a prepared portrait into frames. Frames are yielded one by one so
+the encoder can consume them as they come and memory stays flat in the video's length.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from multitalk.runner.request import RenderRequest
+
+Image = npt.NDArray[np.uint8]  # H x W x 3 RGB
+Audio = npt.NDArray[np.float32]  # mono samples in [-1, 1]
+
+ENGINE_SAMPLE_RATE = 16_000  # engines get mono float32 speech at this rate
+
+ProgressFn = Callable[[float], None]  # fraction 0..1 of the engine's current stage
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether an engine can run here, and why not."""
+
+    available: bool
+    reason: str = ""
+    details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RenderInputs:
+    """Prepared inputs, identical for every engine."""
+
+    request: RenderRequest
+    image: Image | None  # H x W x 3 uint8, already fitted to video width x height
+    speech: tuple[Audio, ...]  # per speaker, mono float32 at 16 kHz, placed on the video timeline
+    mix: Audio  # all speakers mixed (audioMode applied), mono float32 at 16 kHz
+    width: int
+    height: int
+    fps: int
+    frames: int  # round(duration * fps)
+    duration_seconds: float
+    model_dir: Path  # model cache root (may not exist)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the result reports about the engine that ran."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    models: tuple[str, ...] = ()
+    feature_shape: tuple[int, ...] | None = None
+
+
+class Engine(ABC):
+    """One way of animating a portrait; selected by name through the registry."""
+
+    name: str = ""
+    quality: int = 0  # auto picks the available engine with the highest quality
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+
+    @abstractmethod
+    def availability(self) -> Availability:
+        """Cheap check (no model loading): can this engine run here?"""
+
+    def validate(self, request: RenderRequest) -> None:
+        """Raise InvalidInput for requests this engine cannot honour (before any download)."""
+
+    def load(self) -> None:
+        """Load models; timed as modelLoadSeconds."""
+
+    def prepare(self, inputs: RenderInputs, progress: ProgressFn) -> EngineInfo:
+        """Audio features, face analysis, ...; timed as featureSeconds."""
+        return EngineInfo()
+
+    @abstractmethod
+    def frames(self, inputs: RenderInputs, progress: ProgressFn) -> Iterator[Image]:
+        """Yield exactly inputs.frames frames, each H x W x 3 uint8 RGB."""

@@ -1,0 +1,57 @@
+"""Runner failures and their exit codes (the contract the operator's podFailurePolicy reads)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    RETRYABLE = 1  # anything unexpected: the Job may try again
+    USAGE = 2  # bad command line
+    INVALID_INPUT = 3  # bad or unsupported audio/image/parameters: permanent
+    ENGINE_UNAVAILABLE = 4  # requested engine cannot run here: permanent
+    STORAGE_REFUSED = 5  # not found, access denied, would overwrite: permanent
+
+
+PERMANENT_EXIT_CODES = (ExitCode.INVALID_INPUT, ExitCode.ENGINE_UNAVAILABLE, ExitCode.STORAGE_REFUSED)
+
+
+class RunnerError(Exception):
+    """A failure with a documented exit code and the request field it concerns."""
+
+    exit_code: ExitCode = ExitCode.RETRYABLE
+    reason: str = "InternalError"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class UsageError(RunnerError):
+    exit_code = ExitCode.USAGE
+    reason = "Usage"
+
+
+class InvalidInput(RunnerError):
+    exit_code = ExitCode.INVALID_INPUT
+    reason = "InvalidInput"
+
+
+class EngineUnavailable(RunnerError):
+    exit_code = ExitCode.ENGINE_UNAVAILABLE
+    reason = "EngineUnavailable"
+
+
+class StorageRefused(RunnerError):
+    exit_code = ExitCode.STORAGE_REFUSED
+    reason = "StorageRefused"
+
+
+class Retryable(RunnerError):
+    exit_code = ExitCode.RETRYABLE
+    reason = "InternalError"

@@ -1,0 +1,63 @@
+"""The request model: defaults, camelCase wire format, and errors that name the field."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from multitalk.runner.request import RenderRequest, uri_scheme
+
+MINIMAL = {"speakers": [{"audio": "hello.wav"}], "output": {"uri": "out/hello.mp4"}}
+
+
+def _error_locs(data: dict[str, object]) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        RenderRequest.model_validate(data)
+    return [".".join(str(p) for p in err["loc"]) for err in info.value.errors()]
+
+
+def test_defaults_and_round_trip() -> None:
+    req = RenderRequest.model_validate(MINIMAL)
+    assert req.engine == "auto"
+    assert req.video.fps == 25
+    wire = req.wire()
+    assert wire["video"]["maxDurationSeconds"] == 60.0
+    assert RenderRequest.model_validate(wire) == req
+
+
+@pytest.mark.parametrize(
+    ("patch", "loc"),
+    [
+        ({"video": {"width": 481}}, "video.width"),
+        ({"video": {"fps": -1}}, "video.fps"),
+        ({"engine": "magic"}, "engine"),
+        ({"speakers": []}, "speakers"),
+        ({"speakers": [{"audio": "ftp://x/y.wav"}]}, "speakers.0.audio"),
+        ({"speakers": [{"audio": "a.wav", "bbox": [10, 0, 5, 20]}]}, "speakers.0.bbox"),
+        ({"output": {"uri": "https://x/y.mp4"}}, "output.uri"),
+        ({"sampling": {"loras": [{"path": "../etc/x.safetensors"}]}}, "sampling.loras.0.path"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_fields_are_named(patch: dict[str, object], loc: str) -> None:
+    assert loc in _error_locs({**MINIMAL, **patch})
+
+
+def test_two_speakers_need_an_image() -> None:
+    data = {**MINIMAL, "speakers": [{"audio": "a.wav"}, {"audio": "b.wav"}]}
+    with pytest.raises(ValidationError, match="two speakers need an image"):
+        RenderRequest.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme"),
+    [
+        ("s3://b/k", "s3"),
+        ("face.jpg", ""),
+        ("C:\\x.jpg", ""),
+        ("data:image/png;base64,AA", "data"),
+        ("file:///x", "file"),
+    ],
+)
+def test_uri_scheme(uri: str, scheme: str) -> None:
+    assert uri_scheme(uri) == scheme
