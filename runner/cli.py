@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
-from multitalk.runner.errors import ExitCode, InvalidInput, RunnerError, UsageError
+from multitalk.runner.errors import ExitCode, InvalidInput, Retryable, RunnerError, UsageError
 from multitalk.runner.result import FailureReport, RunResult, Timings
 
 if TYPE_CHECKING:
@@ -176,6 +177,7 @@ def _render(args: argparse.Namespace) -> int:
     from multitalk.runner.request import RenderRequest
 
     started = time.perf_counter()
+    signal.signal(signal.SIGTERM, _terminated)  # deadline or eviction: clean up, leave a result
     reporter = ProgressReporter(enabled=not args.no_progress)
     pipeline: Pipeline | None = None
     try:
@@ -196,6 +198,10 @@ def _render(args: argparse.Namespace) -> int:
     _write_result(result, _result_path(args.result))
     _summarise(result, reporter.tty)
     return result.exit_code
+
+
+def _terminated(signum: int, frame: object) -> NoReturn:
+    raise Retryable("terminated by SIGTERM (deadline, eviction or cancellation) before the render finished")
 
 
 def _failure(exc: RunnerError, code: ExitCode, pipeline: Pipeline | None) -> RunResult:
@@ -230,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
         print(f"multitalk-runner: error: {exc.message}", file=sys.stderr)
+        _write_result(_failure(exc, ExitCode.USAGE, None), _result_path(None))
         return int(ExitCode.USAGE)
     if args.command == "check":
         from multitalk.runner.check import check_report
