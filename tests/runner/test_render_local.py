@@ -188,3 +188,37 @@ def test_check_reports_engines(tmp_path: Path) -> None:
     assert report["models"]["exists"] is False
     assert report["versions"]["av"]
     assert "cuda" in report["gpu"]
+
+
+def test_terminal_gets_a_progress_bar(media: Media, tmp_path: Path) -> None:
+    """On a TTY: a tqdm bar and a one-line summary instead of JSON lines."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from runner_support import RUNNER, clean_env
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a real terminal has a size
+    args = ["render", "--audio", str(media.short), "--out", "tty.mp4", "--engine", "placeholder"]
+    proc = subprocess.Popen(
+        [*RUNNER, *args, "--width", "64", "--height", "64"], stdout=slave, stderr=slave, cwd=tmp_path, env=clean_env()
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    text = b"".join(chunks).decode(errors="replace")
+    assert "100%|" in text and '"event"' not in text
+    assert "wrote tty.mp4: 30 frames" in text
