@@ -14,7 +14,7 @@ from types import TracebackType
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc, VideoReformatter
 
 from multitalk.runner.engines.base import Audio, Image
 
@@ -51,6 +51,10 @@ class Mp4Writer:
         video.pix_fmt = "yuv420p"
         video.codec_context.time_base = Fraction(1, fps)
         video.options = {"preset": preset, "crf": str(crf)}
+        # Tag BT.709, limited range (what the conversion below produces) so players agree on colours.
+        cc = video.codec_context
+        cc.colorspace, cc.color_range = Colorspace.ITU709, ColorRange.MPEG
+        cc.color_primaries, cc.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
         self._video = video
         self._to_yuv = VideoReformatter()
         sound = self._container.add_stream("aac", rate=audio_rate)
@@ -80,7 +84,11 @@ class Mp4Writer:
         # One reformatter for the whole video (a per-frame one rebuilds the swscale context each
         # time and doubles the conversion cost); FAST_BILINEAR only affects the 2x2 chroma averaging.
         frame = self._to_yuv.reformat(
-            av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p", interpolation="FAST_BILINEAR"
+            av.VideoFrame.from_ndarray(rgb, format="rgb24"),
+            format="yuv420p",
+            dst_colorspace=Colorspace.ITU709,
+            dst_color_range=ColorRange.MPEG,
+            interpolation="FAST_BILINEAR",
         )
         frame.pts = self.frames_written
         frame.time_base = self._video.codec_context.time_base

@@ -212,6 +212,7 @@ class Probe:
     audio_decoded_seconds: float  # samples decoded (AAC pads the last 1024-sample frame)
     audio_rate: int
     faststart: bool
+    colour: tuple[str, str]  # (matrix, range) as tagged in the stream
 
 
 def probe_mp4(path: Path) -> Probe:
@@ -234,6 +235,10 @@ def probe_mp4(path: Path) -> Probe:
             audio_decoded_seconds=audio_samples / a.rate,
             audio_rate=a.rate,
             faststart=_moov_before_mdat(path),
+            colour=(
+                {1: "bt709", 5: "bt601", 6: "bt601"}.get(int(v.codec_context.colorspace), "unspecified"),
+                {1: "tv", 2: "pc"}.get(int(v.codec_context.color_range), "unspecified"),
+            ),
         )
     return probe
 
