@@ -53,19 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--image", metavar="URI", help="reference portrait (jpeg, png, webp)")
     r.add_argument("--out", metavar="URI", help="output video: s3://bucket/key.mp4, file:// or a path ending .mp4")
-    r.add_argument("--engine", choices=["auto", "multitalk", "lite", "placeholder"])
+    r.add_argument(
+        "--engine", choices=["auto", "multitalk", "lite", "placeholder"], help="auto: the best available here"
+    )
     r.add_argument("--allow-fallback", action="store_true", default=None, help="let a weaker engine stand in")
-    r.add_argument("--width", type=int)
-    r.add_argument("--height", type=int)
-    r.add_argument("--fps", type=int)
+    r.add_argument("--width", type=int, help="video width, even, 64..1920 (default 480)")
+    r.add_argument("--height", type=int, help="video height, even, 64..1920 (default 480)")
+    r.add_argument("--fps", type=int, help="frames per second, 1..60 (default 25)")
     r.add_argument("--duration", type=float, metavar="SECONDS", help="force the length (trim or pad the speech)")
     r.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse longer speech (default 60)")
-    r.add_argument("--audio-mode", choices=["sequential", "simultaneous"])
-    r.add_argument("--prompt")
-    r.add_argument("--seed", type=int)
+    r.add_argument(
+        "--audio-mode", choices=["sequential", "simultaneous"], help="two speakers: take turns or talk at once"
+    )
+    r.add_argument("--prompt", help="scene description (multitalk engine)")
+    r.add_argument("--seed", type=int, help="random seed")
     r.add_argument("--overwrite", action="store_true", default=None, help="replace an existing video")
     r.add_argument("--endpoint", metavar="URL", help="S3 endpoint (credentials from AWS_* environment variables)")
-    r.add_argument("--region")
+    r.add_argument("--region", help="S3 region")
     r.add_argument(
         "--result",
         metavar="FILE",
