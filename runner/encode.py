@@ -7,6 +7,7 @@ in the video's length. faststart moves the index to the front for progressive pl
 
 from __future__ import annotations
 
+import contextlib
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -73,7 +74,8 @@ class Mp4Writer:
         if exc_type is None:
             self.close()
         else:
-            self._container.close()  # leave the caller to discard the partial file
+            with contextlib.suppress(Exception):  # the original error matters, not the trailer's
+                self._container.close()  # the caller discards the partial file
 
     def write(self, rgb: Image) -> None:
         if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
