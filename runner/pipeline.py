@@ -126,6 +126,9 @@ class Pipeline:
             model_dir=self.model_dir,
         )
         decode_seconds = time.perf_counter() - t
+        self.audio_report = AudioReport(
+            duration_seconds=round(timeline.duration_seconds, 3), sample_rate=timeline.mux_rate
+        )
 
         t = time.perf_counter()
         self.progress("load", 0.0)
@@ -141,11 +144,8 @@ class Pipeline:
         self.engine_report = self.engine_report.model_copy(
             update={"device": info.device, "precision": info.precision, "models": list(info.models)}
         )
-        self.audio_report = AudioReport(
-            duration_seconds=round(timeline.duration_seconds, 3),
-            sample_rate=timeline.mux_rate,
-            feature_shape=list(info.feature_shape) if info.feature_shape else None,
-        )
+        if info.feature_shape:
+            self.audio_report = self.audio_report.model_copy(update={"feature_shape": list(info.feature_shape)})
 
         scratch = publisher.scratch_video()
         try:
