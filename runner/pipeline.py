@@ -48,25 +48,38 @@ def runner_version() -> str:
         return "unknown"
 
 
-def select_engine(requested: str, allow_fallback: bool, model_dir: Path) -> tuple[Engine, str | None]:
-    """auto: first available in registry order (best first). Explicit: that engine, or with
-    allowFallback the best available other one; the reason is returned, never silent."""
+def select_engine(request: RenderRequest, model_dir: Path) -> tuple[Engine, str | None]:
+    """The engine to run, and why it is not the one asked for (None when it is).
+
+    auto: the first engine in registry order (best first) that is available and accepts the
+    request (e.g. lite needs an image). Explicit: that engine; if it is unavailable, exit 4
+    unless allowFallback, then the best other engine as for auto. Never silent: the reason
+    lists every better engine skipped and why.
+    """
+    requested = request.engine
     skipped: list[str] = []
     if requested != "auto":
         engine, avail = create_engine(requested, model_dir)
         if engine is not None and avail.available:
+            engine.validate(request)  # the engine asked for: its objections are the user's to fix (exit 3)
             return engine, None
         why = f"{requested} unavailable: {avail.reason}"
-        if not allow_fallback:
+        if not request.allow_fallback:
             raise EngineUnavailable(f"{why}; set allowFallback: true to accept a weaker engine", "engine")
         skipped.append(why)
     for name in ENGINES:
         if name == requested:
             continue
         engine, avail = create_engine(name, model_dir)
-        if engine is not None and avail.available:
-            return engine, "; ".join(s[:300] for s in skipped) or None
-        skipped.append(f"{name} unavailable: {avail.reason}")
+        if engine is None or not avail.available:
+            skipped.append(f"{name} unavailable: {avail.reason}")
+            continue
+        try:
+            engine.validate(request)
+        except InvalidInput as exc:
+            skipped.append(f"{name} cannot render this request: {exc}")
+            continue
+        return engine, "; ".join(s[:300] for s in skipped) or None
     raise EngineUnavailable("no engine is available here: " + "; ".join(skipped), "engine")
 
 
@@ -88,9 +101,8 @@ class Pipeline:
     def run(self) -> RunResult:
         req = self.request
         self.engine_report = EngineReport(requested=req.engine, version=runner_version())
-        engine, fallback = select_engine(req.engine, req.allow_fallback, self.model_dir)
+        engine, fallback = select_engine(req, self.model_dir)
         self.engine_report = self.engine_report.model_copy(update={"name": engine.name, "fallback_reason": fallback})
-        engine.validate(req)
         publisher = Publisher(req.output, req.storage)
         publisher.preflight()
 
