@@ -1,6 +1,6 @@
 """kopf handlers: level-triggered reconcile of TalkingVideos and their Jobs.
 
-Every trigger (a TalkingVideo event, a Job event, the resync timer, the progress timer)
+Every trigger (a TalkingVideo event, a Job event, the periodic resync, a progress read)
 does the same thing: read the TalkingVideo, its Job and the Job's pods, compute the
 status with the pure status.compute_status, create the Job when none exists, and write
 the status when it changed. Nothing depends on which trigger fired or in which order, so
@@ -9,15 +9,19 @@ a restart or a missed event only delays the answer.
 Design choices:
 - Watch Jobs, not pods. kopf's label filters are client-side: watching pods would stream
   every pod of the cluster. Pod-level detail (image pulls, scheduling) is read by one
-  labelled LIST per reconcile and caught by the resync timer.
-- Progress without API access for the runner: while a pod runs, a slow timer
+  labelled LIST per reconcile and caught by the periodic resync.
+- Progress without API access for the runner: while a pod runs, a slow loop
   (MULTITALK_PROGRESS_POLL_SECONDS, 15 s) reads the last lines of its log and parses the
   last JSON progress line (runner/progress.py). The runner needs no token and no
   network path to the operator; the cost is one small log request per running render
   per poll, and progress lags by at most one poll.
-- Indices (kopf.index) keep TalkingVideos and Jobs in memory from the watch streams, so a
-  reconcile costs one LIST of pods plus the writes; a Job the index has not seen yet is
-  read by name before anyone concludes it is gone.
+- The watch streams' latest TalkingVideo and Job bodies are mirrored in memory, so a
+  reconcile costs one LIST of pods plus the writes; a Job the mirror has not seen yet is
+  read by name before anyone concludes it is gone, and a create that finds the Job
+  already there (409) adopts it: never a second Job.
+- Resync and progress polling run in one background task, not kopf timers: kopf adds a
+  finalizer to every object that has a timer. Events are posted through the API client
+  (kopf.event only works inside kopf's per-object tasks).
 - ownerReferences via kopf.append_owner_reference, not kopf.adopt: adopt also copies all
   the owner's labels (Argo CD's app.kubernetes.io/instance would make Argo CD prune the
   Job); only allow-listed labels are copied (job_builder.copied_labels).
@@ -77,11 +81,55 @@ class Reconciler:
         # watch stream has not delivered yet.
         self.written: dict[Key, dict[str, Any]] = {}
         self.phases = metrics.PhaseBook()
+        # Mirrors of the watch streams (kopf.on.event): the latest TalkingVideo and Job bodies.
+        self.tvs: dict[Key, dict[str, Any]] = {}
+        self.jobs: dict[Key, dict[str, Any]] = {}
+        self.last_resync: dict[Key, float] = {}
+        self.last_progress: dict[Key, float] = {}
 
     def forget(self, key: Key) -> None:
-        self.written.pop(key, None)
-        self.locks.pop(key, None)
+        for table in (self.written, self.locks, self.tvs, self.jobs, self.last_resync, self.last_progress):
+            table.pop(key, None)  # type: ignore[attr-defined]
         self.phases.set(key, None)
+
+    async def reconcile_key(self, key: Key, *, read_progress: bool = False) -> None:
+        tv = self.tvs.get(key)
+        if tv is not None:
+            self.last_resync[key] = time.monotonic()
+            await self.reconcile(key[0], key[1], tv, self.jobs.get(key), read_progress=read_progress)
+
+    async def tick_forever(self) -> None:
+        """Resync every object now and then, and read progress of running ones.
+
+        A plain task instead of kopf timers: kopf puts a finalizer on every object with a
+        timer, and a finalizer blocks namespace deletion whenever the operator is down.
+        """
+        tick = max(0.2, min(self.settings.resync_seconds, self.settings.progress_poll_seconds) / 2)
+        limit = asyncio.Semaphore(16)
+
+        async def one(key: Key, progress: bool) -> None:
+            async with limit:
+                try:
+                    await self.reconcile_key(key, read_progress=progress)
+                except Exception:  # one object's failure must not stop the loop
+                    log.exception("resync of %s/%s failed", *key)
+
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            due: list[tuple[Key, bool]] = []
+            for key, tv in list(self.tvs.items()):
+                status = self.written.get(key) or tv.get("status") or {}
+                phase = status.get("phase")
+                if phase in ("Succeeded", "Failed"):
+                    continue  # terminal: nothing can change any more
+                if phase == "Running" and now - self.last_progress.get(key, 0.0) >= self.settings.progress_poll_seconds:
+                    self.last_progress[key] = now
+                    due.append((key, True))
+                elif now - self.last_resync.get(key, now) >= self.settings.resync_seconds:
+                    due.append((key, False))
+            if due:
+                await asyncio.gather(*(one(key, progress) for key, progress in due))
 
     async def reconcile(
         self, namespace: str, name: str, tv: dict[str, Any], job: dict[str, Any] | None, *, read_progress: bool = False
@@ -188,13 +236,12 @@ class Reconciler:
                 raise
             self.written[key] = new
         self.phases.set(key, new.get("phase"))
-        ref = {
-            "apiVersion": f"{api.GROUP}/{api.VERSION}",
-            "kind": api.KIND,
-            "metadata": {k: tv["metadata"].get(k) for k in ("name", "namespace", "uid")},
-        }
         for event in rec.events:
-            kopf.event(ref, type=event.type, reason=event.reason, message=event.message[:1024])
+            try:
+                await self.kube.post_event(tv, event.type, event.reason, event.message)
+            except ApiException as exc:  # an event is not worth failing the reconcile
+                metrics.API_ERRORS.labels(operation="post_event").inc()
+                log.warning("could not post event %s on %s/%s: %s", event.reason, key[0], key[1], exc.status)
             if event.condition in ("Complete", "Failed") and event.status == "True":
                 self._count_run(new, event.reason)
 
@@ -210,13 +257,6 @@ class Reconciler:
             metrics.RENDER_SECONDS.labels(engine=engine).observe(status["durationSeconds"])
 
 
-def _one(index: kopf.Index[Any, Any] | None, key: Key) -> dict[str, Any] | None:
-    store = index.get(key) if index is not None else None
-    for value in store or ():
-        return dict(value)
-    return None
-
-
 def _state(memo: Any) -> Reconciler:
     state: Reconciler = memo["reconciler"]
     return state
@@ -228,93 +268,49 @@ def _state(memo: Any) -> Reconciler:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure(settings, SETTINGS)
-    memo["reconciler"] = Reconciler(Kube(load_config()), SETTINGS)
+    reconciler = Reconciler(Kube(load_config()), SETTINGS)
+    memo["reconciler"] = reconciler
+    memo["ticker"] = asyncio.create_task(reconciler.tick_forever(), name="multitalk resync/progress")
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    ticker = memo.get("ticker")
+    if isinstance(ticker, asyncio.Task):
+        ticker.cancel()
     reconciler = memo.get("reconciler")
     if isinstance(reconciler, Reconciler):
         reconciler.kube.api_client.close()
 
 
-@kopf.on.probe(id="reconciled")
-def probe_reconciled(memo: kopf.Memo, **_: Any) -> int:
+@kopf.on.probe(id="talkingvideos")
+def probe_known(memo: kopf.Memo, **_: Any) -> int:
     reconciler = memo.get("reconciler")
-    return len(reconciler.written) if isinstance(reconciler, Reconciler) else 0
-
-
-@kopf.index(*TV)
-def talkingvideos(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace, name): dict(body)}
-
-
-@kopf.index(*JOBS, labels=OUR_JOBS)
-def rendering_jobs(namespace: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
-    owner = (body.metadata.annotations or {}).get(job_builder.ANNOTATION_TV_NAME)
-    return {(namespace, owner): dict(body)} if owner else None
+    return len(reconciler.tvs) if isinstance(reconciler, Reconciler) else 0
 
 
 @kopf.on.event(*TV)
-async def talkingvideo_event(
-    type: str | None,
-    namespace: str,
-    name: str,
-    body: kopf.Body,
-    memo: kopf.Memo,
-    rendering_jobs: kopf.Index[Key, dict[str, Any]],
-    **_: Any,
-) -> None:
+async def talkingvideo_event(type: str | None, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     reconciler = _state(memo)
+    key = (namespace, name)
     if type == "DELETED":
-        reconciler.forget((namespace, name))  # the garbage collector removes Job and pod
+        reconciler.forget(key)  # the garbage collector removes Job and pod
         return
-    await reconciler.reconcile(namespace, name, dict(body), _one(rendering_jobs, (namespace, name)))
+    reconciler.tvs[key] = dict(body)
+    await reconciler.reconcile_key(key)
 
 
 @kopf.on.event(*JOBS, labels=OUR_JOBS)
-async def job_event(
-    type: str | None,
-    namespace: str,
-    body: kopf.Body,
-    memo: kopf.Memo,
-    talkingvideos: kopf.Index[Key, dict[str, Any]],
-    **_: Any,
-) -> None:
+async def job_event(type: str | None, namespace: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = (body.metadata.annotations or {}).get(job_builder.ANNOTATION_TV_NAME)
-    tv = _one(talkingvideos, (namespace, owner)) if owner else None
-    if owner is None or tv is None:
-        return  # the TalkingVideo is gone: the garbage collector takes the Job
-    job = None if type == "DELETED" else dict(body)
-    await _state(memo).reconcile(namespace, owner, tv, job)
-
-
-@kopf.timer(*TV, interval=SETTINGS.resync_seconds, initial_delay=SETTINGS.resync_seconds)
-async def resync(
-    namespace: str,
-    name: str,
-    body: kopf.Body,
-    memo: kopf.Memo,
-    rendering_jobs: kopf.Index[Key, dict[str, Any]],
-    **_: Any,
-) -> None:
-    """Catch what no watch event announces: pending deadlines, image pulls, missed events."""
-    await _state(memo).reconcile(namespace, name, dict(body), _one(rendering_jobs, (namespace, name)))
-
-
-def _running(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") == "Running"
-
-
-@kopf.timer(*TV, interval=SETTINGS.progress_poll_seconds, when=_running)
-async def poll_progress(
-    namespace: str,
-    name: str,
-    body: kopf.Body,
-    memo: kopf.Memo,
-    rendering_jobs: kopf.Index[Key, dict[str, Any]],
-    **_: Any,
-) -> None:
-    await _state(memo).reconcile(
-        namespace, name, dict(body), _one(rendering_jobs, (namespace, name)), read_progress=True
-    )
+    if not owner:
+        return
+    reconciler = _state(memo)
+    key = (namespace, owner)
+    if type == "DELETED":
+        if reconciler.jobs.get(key, {}).get("metadata", {}).get("uid") == body.metadata.uid:
+            reconciler.jobs.pop(key, None)
+    else:
+        reconciler.jobs[key] = dict(body)
+    if key in reconciler.tvs:  # else the TalkingVideo is gone: the garbage collector takes the Job
+        await reconciler.reconcile_key(key)

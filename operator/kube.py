@@ -9,7 +9,9 @@ Secrets.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import socket
 from typing import Any
 
 from kubernetes import client, config
@@ -96,6 +98,35 @@ class Kube:
             return raw[-max_bytes:].decode("utf-8", errors="replace")
 
         return await asyncio.to_thread(call)
+
+    async def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the object (what `kubectl describe tv` shows)."""
+        meta = obj["metadata"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{api.GROUP}/{api.VERSION}",
+                "kind": api.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "multitalk-operator"},
+            "reportingComponent": "multitalk.dev/operator",
+            "reportingInstance": socket.gethostname()[:128],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await asyncio.to_thread(
+            lambda: self.core.create_namespaced_event(meta["namespace"], body, _preload_content=False)
+        )
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch .status through the status subresource (spec edits cannot race it)."""
