@@ -83,7 +83,10 @@ class ClusterSpeaker(Speaker):
         description="Box of this person's face in image pixels, rows first: [top, left, bottom, right].",
         json_schema_extra={
             "x-kubernetes-validations": [
-                _cel("self[0] < self[2] && self[1] < self[3]", "bbox is [top, left, bottom, right]: need top < bottom and left < right"),
+                _cel(
+                    "self[0] < self[2] && self[1] < self[3]",
+                    "bbox is [top, left, bottom, right]: need top < bottom and left < right",
+                ),
                 _cel("self.all(v, v >= 0.0)", "bbox values are pixels and must be >= 0"),
             ]
         },
@@ -130,7 +133,9 @@ class ClusterStorageSpec(StorageSpec):
 class ResourceRequirements(ApiModel):
     """Compute resources of the runner container (as in a Pod); default: the operator's (one GPU)."""
 
-    limits: dict[str, int | str] | None = Field(default=None, description="Limits, e.g. {nvidia.com/gpu: 1, memory: 48Gi}.")
+    limits: dict[str, int | str] | None = Field(
+        default=None, description="Limits, e.g. {nvidia.com/gpu: 1, memory: 48Gi}."
+    )
     requests: dict[str, int | str] | None = Field(default=None, description="Requests, e.g. {cpu: 4, memory: 32Gi}.")
 
 
@@ -153,7 +158,9 @@ class EnvVar(ApiModel):
     )
     value: str | None = Field(default=None, max_length=32768, description="Literal value.")
     value_from: dict[str, Any] | None = Field(
-        default=None, description="A Pod EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef ...).", json_schema_extra=FREE_FORM
+        default=None,
+        description="A Pod EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef ...).",
+        json_schema_extra=FREE_FORM,
     )
 
     @field_validator("name")
@@ -167,7 +174,9 @@ class EnvVar(ApiModel):
 class RunnerSpec(ApiModel):
     """The runner container; every field defaults to the operator's settings."""
 
-    image: str | None = Field(default=None, min_length=1, max_length=512, description="Runner image; default: the operator's.")
+    image: str | None = Field(
+        default=None, min_length=1, max_length=512, description="Runner image; default: the operator's."
+    )
     resources: ResourceRequirements | None = Field(default=None, description="Container resources; default: one GPU.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
 
@@ -191,20 +200,33 @@ class SchedulingSpec(ApiModel):
         pattern=DNS_LABEL,
         description="Kueue LocalQueue; the Job is created suspended and Kueue admits it. Default: the operator's.",
     )
-    priority_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="PriorityClass of the pod.")
+    priority_class_name: str | None = Field(
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="PriorityClass of the pod."
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pod requires.")
-    tolerations: list[Toleration] = Field(default_factory=list, max_length=32, description="Pod tolerations (GPU taints).")
-    affinity: dict[str, Any] | None = Field(default=None, description="A Pod Affinity, as in a Pod spec.", json_schema_extra=FREE_FORM)
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Pod tolerations (GPU taints)."
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None, description="A Pod Affinity, as in a Pod spec.", json_schema_extra=FREE_FORM
+    )
     runtime_class_name: str | None = Field(
-        default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="RuntimeClass, e.g. nvidia. Default: the operator's."
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="RuntimeClass, e.g. nvidia. Default: the operator's.",
     )
 
 
 class ModelCacheSpec(ApiModel):
     """A PersistentVolumeClaim holding model weights, mounted read-only."""
 
-    claim_name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="PVC name in this namespace.")
-    mount_path: str = Field(default="/models", pattern=r"^/[^:]*$", max_length=256, description="Where the runner sees it.")
+    claim_name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="PVC name in this namespace."
+    )
+    mount_path: str = Field(
+        default="/models", pattern=r"^/[^:]*$", max_length=256, description="Where the runner sees it."
+    )
 
 
 # Render fields go into MULTITALK_REQUEST; the rest shapes the Job. Immutable fields
@@ -254,13 +276,19 @@ class TalkingVideoSpec(ApiModel):
     output: ClusterOutputSpec = Field(description="Where the MP4 (and its poster and manifest) go.")
     storage: ClusterStorageSpec = Field(default_factory=ClusterStorageSpec, description="S3 endpoint and credentials.")
     runner: RunnerSpec = Field(default_factory=RunnerSpec, description="Runner container image, resources and env.")
-    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec, description="Queue, priority and node placement.")
-    model_cache: ModelCacheSpec | None = Field(default=None, description="Read-only model weights PVC; default: the operator's.")
+    scheduling: SchedulingSpec = Field(
+        default_factory=SchedulingSpec, description="Queue, priority and node placement."
+    )
+    model_cache: ModelCacheSpec | None = Field(
+        default=None, description="Read-only model weights PVC; default: the operator's."
+    )
     suspend: bool = Field(
         default=False,
-        description="Hold the render: no Job is created while true (a Job without a Kueue queue is suspended). Mutable.",
+        description="Hold the render: no Job is created while true; a Job without a Kueue queue is suspended. Mutable.",
     )
-    backoff_limit: int = Field(default=2, ge=0, le=10, description="Retries of a crashed runner (permanent errors never retry).")
+    backoff_limit: int = Field(
+        default=2, ge=0, le=10, description="Retries of a crashed runner (permanent errors never retry)."
+    )
     active_deadline_seconds: int = Field(
         default=7200, ge=60, le=7 * 86400, description="Wall-clock limit of the Job once started, in seconds."
     )
@@ -268,7 +296,7 @@ class TalkingVideoSpec(ApiModel):
         default=900,
         ge=30,
         le=86400,
-        description="Fail when the runner is not running this long after the Job was admitted (image pull, no GPU). Mutable.",
+        description="Fail when the runner is not running this long after admission (image pull, no GPU). Mutable.",
     )
     ttl_seconds_after_finished: int | None = Field(
         default=86400,
@@ -304,7 +332,9 @@ class Condition(ApiModel):
 
     type: str = Field(max_length=316, description="Accepted, Admitted, Running, Complete or Failed.")
     status: Literal["True", "False", "Unknown"]
-    reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", description="CamelCase cause.")
+    reason: str = Field(
+        max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", description="CamelCase cause."
+    )
     message: str = Field(default="", max_length=32768, description="What happened, for a person.")
     last_transition_time: str = Field(description="When status last changed (RFC 3339).")
     observed_generation: int | None = Field(default=None, ge=0, description="Generation the condition was set for.")
@@ -341,14 +371,18 @@ class LastFailure(ApiModel):
     exit_code: int | None = Field(default=None, description="Runner exit code, when a container ended.")
     time: str | None = Field(default=None, description="When it ended (RFC 3339).")
     field: str | None = Field(default=None, description="Spec field the failure concerns, when known.")
-    log_tail: str | None = Field(default=None, description="Last lines of the runner's log when it crashed without a result.")
+    log_tail: str | None = Field(
+        default=None, description="Last lines of the runner's log when it crashed without a result."
+    )
 
 
 class TalkingVideoStatus(ApiModel):
     """Recomputed by the operator from the TalkingVideo, its Job and the Job's pod."""
 
     observed_generation: int | None = Field(default=None, description="metadata.generation this status reflects.")
-    phase: Phase | None = Field(default=None, description="Derived from the conditions, for people and printer columns.")
+    phase: Phase | None = Field(
+        default=None, description="Derived from the conditions, for people and printer columns."
+    )
     message: str | None = Field(default=None, description="One-line summary of the latest state.")
     conditions: list[Condition] = Field(
         default_factory=list,
@@ -358,7 +392,9 @@ class TalkingVideoStatus(ApiModel):
     start_time: str | None = Field(default=None, description="When the Job started (RFC 3339).")
     completion_time: str | None = Field(default=None, description="When the render ended, either way (RFC 3339).")
     duration_seconds: float | None = Field(default=None, description="completionTime - startTime, or so far.")
-    duration: str | None = Field(default=None, description="durationSeconds for people (1m23s), for the DURATION column.")
+    duration: str | None = Field(
+        default=None, description="durationSeconds for people (1m23s), for the DURATION column."
+    )
     job: JobRef | None = None
     pod: PodRef | None = None
     attempts: Attempts | None = None
@@ -366,7 +402,9 @@ class TalkingVideoStatus(ApiModel):
     timings: StatusTimings | None = None
     audio: AudioReport | None = None
     progress: Progress | None = None
-    progress_text: str | None = Field(default=None, description="Progress for the PROGRESS column, e.g. 'generate 42%'.")
+    progress_text: str | None = Field(
+        default=None, description="Progress for the PROGRESS column, e.g. 'generate 42%'."
+    )
     output: OutputReport | None = None
     last_failure: LastFailure | None = None
 

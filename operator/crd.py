@@ -26,11 +26,14 @@ from typing import Any
 import yaml
 
 from multitalk.operator import api
+from multitalk.runner.request import ApiModel
 
 CRD_NAME = f"{api.PLURAL}.{api.GROUP}"
 CRD_PATH = Path(__file__).resolve().parent.parent / "crds" / f"{CRD_NAME}.yaml"
 
-IMMUTABLE_MESSAGE = "is immutable: a new render is a new TalkingVideo (only suspend and pendingDeadlineSeconds may change)"
+IMMUTABLE_MESSAGE = (
+    "is immutable: a new render is a new TalkingVideo (only suspend and pendingDeadlineSeconds may change)"
+)
 
 # CEL rules on the spec object itself (mirrored by TalkingVideoSpec's validators).
 SPEC_RULES: list[dict[str, Any]] = [
@@ -141,7 +144,7 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def _mark_factories(schema: dict[str, Any], model: type[api.ApiModel]) -> None:
+def _mark_factories(schema: dict[str, Any], model: type[ApiModel]) -> None:
     """Tag properties whose pydantic field uses default_factory (pydantic omits their default)."""
     for name, field in model.model_fields.items():
         alias = field.alias or name
@@ -149,7 +152,7 @@ def _mark_factories(schema: dict[str, Any], model: type[api.ApiModel]) -> None:
             schema["properties"][alias]["_factory"] = True
 
 
-def _model_schema(model: type[api.ApiModel]) -> dict[str, Any]:
+def _model_schema(model: type[ApiModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
     # Tag default_factory fields of every model reachable through $defs.
@@ -162,8 +165,8 @@ def _model_schema(model: type[api.ApiModel]) -> dict[str, Any]:
     return result
 
 
-def _walk_models(model: type[api.ApiModel]) -> list[type[api.ApiModel]]:
-    seen: list[type[api.ApiModel]] = []
+def _walk_models(model: type[ApiModel]) -> list[type[ApiModel]]:
+    seen: list[type[ApiModel]] = []
     stack = [model]
     while stack:
         current = stack.pop()
@@ -172,7 +175,7 @@ def _walk_models(model: type[api.ApiModel]) -> list[type[api.ApiModel]]:
         seen.append(current)
         for field in current.model_fields.values():
             for arg in _type_args(field.annotation):
-                if isinstance(arg, type) and issubclass(arg, api.ApiModel):
+                if isinstance(arg, type) and issubclass(arg, ApiModel):
                     stack.append(arg)
     return seen
 
@@ -202,7 +205,9 @@ def spec_schema() -> dict[str, Any]:
             continue
         alias = field.alias or name
         prop = spec["properties"][alias]
-        prop.setdefault("x-kubernetes-validations", []).append({"rule": "self == oldSelf", "message": IMMUTABLE_MESSAGE})
+        prop.setdefault("x-kubernetes-validations", []).append(
+            {"rule": "self == oldSelf", "message": IMMUTABLE_MESSAGE}
+        )
         if alias not in required and "default" not in prop:
             spec["x-kubernetes-validations"].append(
                 {

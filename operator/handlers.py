@@ -35,7 +35,7 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -89,7 +89,7 @@ class Reconciler:
 
     def forget(self, key: Key) -> None:
         for table in (self.written, self.locks, self.tvs, self.jobs, self.last_resync, self.last_progress):
-            table.pop(key, None)  # type: ignore[attr-defined]
+            table.pop(key, None)
         self.phases.set(key, None)
 
     async def reconcile_key(self, key: Key, *, read_progress: bool = False) -> None:
@@ -145,7 +145,7 @@ class Reconciler:
     async def _reconcile(
         self, key: Key, tv: dict[str, Any], job: dict[str, Any] | None, read_progress: bool
     ) -> Reconciliation | None:
-        namespace, name = key
+        namespace = key[0]
         meta = tv.get("metadata") or {}
         uid = meta.get("uid", "")
         if key in self.written:
@@ -155,7 +155,8 @@ class Reconciler:
         if job is not None and (job.get("metadata", {}).get("labels") or {}).get(job_builder.LABEL_TV_UID) != uid:
             job = None
         terminal = any(
-            c.get("status") == "True" and c.get("type") in ("Complete", "Failed") for c in old_status.get("conditions") or []
+            c.get("status") == "True" and c.get("type") in ("Complete", "Failed")
+            for c in old_status.get("conditions") or []
         )
         recorded = (old_status.get("job") or {}).get("name")
         if job is None and recorded and not terminal:
@@ -205,15 +206,17 @@ class Reconciler:
         spec = api.parse_spec(tv.get("spec"))
         manifest = job_builder.build_job(tv, spec, self.settings)
         owner = {"apiVersion": f"{api.GROUP}/{api.VERSION}", "kind": api.KIND, "metadata": meta}
-        kopf.append_owner_reference(manifest, owner=owner)
+        kopf.append_owner_reference(manifest, owner=kopf.Body(cast(kopf.RawBody, owner)))
         try:
             created: dict[str, Any] = await self.kube.create_job(meta["namespace"], manifest)
         except ApiException as exc:
             if exc.status != 409:
                 metrics.API_ERRORS.labels(operation="create_job").inc()
                 raise
-            # Already there (a restart, or a stale index): use it, never make a second one.
-            existing = await self._call("get_job", self.kube.get_job(meta["namespace"], manifest["metadata"]["name"]))
+            # Already there (a restart, or a stale mirror): use it, never make a second one.
+            existing: dict[str, Any] | None = await self._call(
+                "get_job", self.kube.get_job(meta["namespace"], manifest["metadata"]["name"])
+            )
             if existing is None:
                 raise
             return existing
@@ -290,9 +293,9 @@ def probe_known(memo: kopf.Memo, **_: Any) -> int:
 
 
 @kopf.on.event(*TV)
-async def talkingvideo_event(type: str | None, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def talkingvideo_event(type: str, namespace: str | None, name: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     reconciler = _state(memo)
-    key = (namespace, name)
+    key = (namespace or "", name)
     if type == "DELETED":
         reconciler.forget(key)  # the garbage collector removes Job and pod
         return
@@ -301,12 +304,12 @@ async def talkingvideo_event(type: str | None, namespace: str, name: str, body: 
 
 
 @kopf.on.event(*JOBS, labels=OUR_JOBS)
-async def job_event(type: str | None, namespace: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def job_event(type: str, namespace: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     owner = (body.metadata.annotations or {}).get(job_builder.ANNOTATION_TV_NAME)
     if not owner:
         return
     reconciler = _state(memo)
-    key = (namespace, owner)
+    key = (namespace or "", owner)
     if type == "DELETED":
         if reconciler.jobs.get(key, {}).get("metadata", {}).get("uid") == body.metadata.uid:
             reconciler.jobs.pop(key, None)

@@ -49,7 +49,7 @@ class Kube:
 
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await asyncio.to_thread(  # type: ignore[no-any-return]
+            return await asyncio.to_thread(
                 lambda: _json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
             )
         except ApiException as exc:
@@ -58,7 +58,7 @@ class Kube:
             raise
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await asyncio.to_thread(  # type: ignore[no-any-return]
+        return await asyncio.to_thread(
             lambda: _json(self.batch.create_namespaced_job(namespace, body, _preload_content=False))
         )
 
@@ -130,7 +130,7 @@ class Kube:
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch .status through the status subresource (spec edits cannot race it)."""
-        return await asyncio.to_thread(  # type: ignore[no-any-return]
+        return await asyncio.to_thread(
             lambda: _json(
                 self.custom.patch_namespaced_custom_object_status(
                     api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": status}, _preload_content=False

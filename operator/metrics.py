@@ -25,7 +25,9 @@ RENDER_SECONDS = Histogram(
     buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600, 7200),
     registry=REGISTRY,
 )
-OBJECTS = Gauge("multitalk_talkingvideos", "TalkingVideos known to the operator, by phase.", ["phase"], registry=REGISTRY)
+OBJECTS = Gauge(
+    "multitalk_talkingvideos", "TalkingVideos known to the operator, by phase.", ["phase"], registry=REGISTRY
+)
 RECONCILE_SECONDS = Histogram(
     "multitalk_reconcile_seconds",
     "Time of one reconcile of one TalkingVideo (API calls included).",

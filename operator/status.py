@@ -319,7 +319,12 @@ def compute_status(
     suspended = bool(job_spec.get("suspend")) and not finished_ok and not finished_bad
 
     # Without a queue, spec.suspend drives the Job's suspend; with Kueue, Kueue owns it.
-    if spec is not None and not queue and not (finished_ok or finished_bad) and spec.suspend != bool(job_spec.get("suspend")):
+    if (
+        spec is not None
+        and not queue
+        and not (finished_ok or finished_bad)
+        and spec.suspend != bool(job_spec.get("suspend"))
+    ):
         action.job_suspend = spec.suspend
 
     # Admitted
@@ -339,7 +344,11 @@ def compute_status(
     pod = current_pod(pods)
     if pod is not None:
         pod_status = pod.get("status") or {}
-        out["pod"] = {k: v for k, v in {"name": pod["metadata"]["name"], "nodeName": (pod.get("spec") or {}).get("nodeName")}.items() if v}
+        out["pod"] = {
+            k: v
+            for k, v in {"name": pod["metadata"]["name"], "nodeName": (pod.get("spec") or {}).get("nodeName")}.items()
+            if v
+        }
     else:
         pod_status = {}
 
@@ -376,7 +385,10 @@ def compute_status(
     ):
         why = pod_conds.get("DisruptionTarget", {}).get("message") or pod_status.get("message") or "the node is lost"
         conds["Running"] = _condition(
-            "Running", "Unknown", "NodeLost", f"pod {pod['metadata']['name']} was disrupted: {why}; it does not count as a retry"
+            "Running",
+            "Unknown",
+            "NodeLost",
+            f"pod {pod['metadata']['name']} was disrupted: {why}; it does not count as a retry",
         )
     elif pod is None and not old.get("pod") and not job_status.get("failed"):
         conds["Running"] = _condition("Running", "False", "PodPending", "waiting for the Job to create the runner pod")
@@ -390,10 +402,15 @@ def compute_status(
         )
     elif pod_status.get("phase") == "Running" and (runner.get("state") or {}).get("running"):
         node = (pod.get("spec") or {}).get("nodeName")
-        conds["Running"] = _condition("Running", "True", "PodRunning", f"rendering on node {node}" if node else "rendering")
+        conds["Running"] = _condition(
+            "Running", "True", "PodRunning", f"rendering on node {node}" if node else "rendering"
+        )
     elif waiting.get("reason") in IMAGE_PULL_REASONS:
         conds["Running"] = _condition(
-            "Running", "False", "ImagePullBackOff", f"cannot pull the runner image: {waiting.get('message') or waiting['reason']}"
+            "Running",
+            "False",
+            "ImagePullBackOff",
+            f"cannot pull the runner image: {waiting.get('message') or waiting['reason']}",
         )
     elif waiting.get("reason") in CONFIG_ERROR_REASONS:
         conds["Running"] = _condition(
@@ -405,7 +422,10 @@ def compute_status(
         )
     elif pod_conds.get("PodScheduled", {}).get("reason") == "Unschedulable":
         conds["Running"] = _condition(
-            "Running", "False", "Unschedulable", f"no node fits the runner: {pod_conds['PodScheduled'].get('message', '')}".rstrip(": ")
+            "Running",
+            "False",
+            "Unschedulable",
+            f"no node fits the runner: {pod_conds['PodScheduled'].get('message', '')}".rstrip(": "),
         )
     else:
         conds["Running"] = _condition("Running", "False", "PodPending", "the runner pod is starting")
@@ -415,17 +435,23 @@ def compute_status(
     last_failure = describe_pod_failure(failed_pods[0]) if failed_pods else None
     if finished_ok:
         if result is not None and result.output is not None:
-            message = f"wrote {result.output.uri} ({result.output.duration_seconds:.1f} s, {result.output.frames} frames)"
+            message = (
+                f"wrote {result.output.uri} ({result.output.duration_seconds:.1f} s, {result.output.frames} frames)"
+            )
         elif result_pod is None and not pods:
             message = "the Job succeeded; its pod is gone, so engine, timings and output are unknown"
         else:
             message = "the Job succeeded"
         conds["Complete"] = _condition("Complete", "True", "Rendered", message)
-        out["completionTime"] = job_status.get("completionTime") or _cond_time(job_conds, "Complete") or format_time(now)
+        out["completionTime"] = (
+            job_status.get("completionTime") or _cond_time(job_conds, "Complete") or format_time(now)
+        )
     elif finished_bad:
         reason, message = _job_failure(job_conds, last_failure)
         conds["Failed"] = _condition("Failed", "True", reason, message)
-        out["completionTime"] = _cond_time(job_conds, "Failed") or _cond_time(job_conds, "FailureTarget") or format_time(now)
+        out["completionTime"] = (
+            _cond_time(job_conds, "Failed") or _cond_time(job_conds, "FailureTarget") or format_time(now)
+        )
         if last_failure is None:
             last_failure = {"reason": reason, "message": message, "time": out["completionTime"]}
     elif spec is not None and not suspended and conds["Running"]["status"] == "False":
@@ -494,7 +520,7 @@ def _queue_seconds(tv: Obj, pods: Sequence[Obj]) -> float | None:
 
 def _pending_since(job: Obj, pods: Sequence[Obj]) -> dt.datetime | None:
     """Since when the runner should be running: admission, or when an attempt last ran."""
-    candidates = [parse_time((job.get("status") or {}).get("startTime")) or _created(job)]
+    candidates: list[dt.datetime | None] = [parse_time((job.get("status") or {}).get("startTime")) or _created(job)]
     for pod in pods:
         state = _runner_status(pod).get("state") or {}
         candidates.append(parse_time((state.get("running") or {}).get("startedAt")))
@@ -564,7 +590,9 @@ def _finish(
         cond = conds[kind]
         before = old_conds.get(kind) or {}
         same = before.get("status") == cond["status"]
-        cond["lastTransitionTime"] = before.get("lastTransitionTime") if same and before.get("lastTransitionTime") else format_time(now)
+        cond["lastTransitionTime"] = (
+            before.get("lastTransitionTime") if same and before.get("lastTransitionTime") else format_time(now)
+        )
         if generation is not None:
             cond["observedGeneration"] = generation
         ordered.append(cond)
@@ -574,7 +602,13 @@ def _finish(
                 continue  # reported once per generation above
             warning = (kind == "Failed" and cond["status"] == "True") or cond["reason"] in WARNING_REASONS
             events.append(
-                Event("Warning" if warning else "Normal", cond["reason"], f"{kind}: {cond['message']}", kind, cond["status"])
+                Event(
+                    "Warning" if warning else "Normal",
+                    cond["reason"],
+                    f"{kind}: {cond['message']}",
+                    kind,
+                    cond["status"],
+                )
             )
     out["conditions"] = ordered
     out["phase"] = derive_phase(conds)

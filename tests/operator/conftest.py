@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import kmock
-import pytest
 import pytest_asyncio
 import yaml
 from emulator import TV, Cluster

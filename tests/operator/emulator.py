@@ -33,7 +33,10 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         subresources={"status"},
     ),
     "batch/v1/jobs": kmock.ResourceInfo(
-        kind="Job", namespaced=True, verbs={"list", "watch", "get", "patch", "create", "delete"}, subresources={"status"}
+        kind="Job",
+        namespaced=True,
+        verbs={"list", "watch", "get", "patch", "create", "delete"},
+        subresources={"status"},
     ),
     "v1/pods": kmock.ResourceInfo(
         kind="Pod", namespaced=True, verbs={"list", "watch", "get", "patch", "create", "delete"}, subresources={"log"}

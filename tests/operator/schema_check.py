@@ -75,9 +75,7 @@ def _unknown_fields(obj: Any, schema: dict[str, Any], path: list[str | int], err
             _unknown_fields(value, schema["items"], [*path, i], errors)
 
 
-def _cel(
-    obj: Any, old: Any, schema: dict[str, Any], path: list[str | int], errors: list[str], has_old: bool
-) -> None:
+def _cel(obj: Any, old: Any, schema: dict[str, Any], path: list[str | int], errors: list[str], has_old: bool) -> None:
     for rule in schema.get("x-kubernetes-validations", []):
         transition = "oldSelf" in rule["rule"]
         if transition and not has_old:

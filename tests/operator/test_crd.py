@@ -68,8 +68,22 @@ def test_schema_is_structural_and_explained() -> None:
             assert node.get("description"), f"{path} needs a description for kubectl explain"
     status = schema["properties"]["status"]["properties"]
     assert status["conditions"]["x-kubernetes-list-type"] == "map"
-    for field in ("observedGeneration", "phase", "startTime", "completionTime", "durationSeconds", "job", "pod",
-                  "attempts", "engine", "timings", "audio", "progress", "output", "lastFailure"):
+    for field in (
+        "observedGeneration",
+        "phase",
+        "startTime",
+        "completionTime",
+        "durationSeconds",
+        "job",
+        "pod",
+        "attempts",
+        "engine",
+        "timings",
+        "audio",
+        "progress",
+        "output",
+        "lastFailure",
+    ):
         assert field in status, field
     assert "queueSeconds" in status["timings"]["properties"]
 

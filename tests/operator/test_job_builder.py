@@ -77,7 +77,9 @@ def test_kueue_queue_label_and_created_suspended() -> None:
     plain = build(no_queue)
     assert job_builder.KUEUE_QUEUE_LABEL not in plain["metadata"]["labels"]
     assert plain["spec"]["suspend"] is False
-    assert build(no_queue, queue_name="default-gpu")["metadata"]["labels"][job_builder.KUEUE_QUEUE_LABEL] == "default-gpu"
+    assert (
+        build(no_queue, queue_name="default-gpu")["metadata"]["labels"][job_builder.KUEUE_QUEUE_LABEL] == "default-gpu"
+    )
 
 
 def test_job_policies() -> None:
@@ -165,7 +167,10 @@ def test_label_allow_list() -> None:
 
 def test_user_env_is_appended_and_image_override() -> None:
     obj = tv()
-    obj["spec"]["runner"] = {"image": "registry.example/runner:2", "env": [{"name": "MULTITALK_LOG_LEVEL", "value": "debug"}]}
+    obj["spec"]["runner"] = {
+        "image": "registry.example/runner:2",
+        "env": [{"name": "MULTITALK_LOG_LEVEL", "value": "debug"}],
+    }
     job = build(obj)
     assert container(job)["image"] == "registry.example/runner:2"
     assert env(job)["MULTITALK_LOG_LEVEL"] == "debug"

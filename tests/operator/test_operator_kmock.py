@@ -115,7 +115,12 @@ def running_status() -> dict[str, Any]:
         "phase": "Running",
         "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
         "containerStatuses": [
-            {"name": "runner", "ready": True, "restartCount": 0, "state": {"running": {"startedAt": "2026-11-25T10:02:00Z"}}}
+            {
+                "name": "runner",
+                "ready": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-11-25T10:02:00Z"}},
+            }
         ],
     }
 
@@ -146,7 +151,9 @@ async def admit_and_run(cluster: Cluster, job: dict[str, Any]) -> str:
     """Kueue admits (unsuspends), the Job controller starts a pod, the kubelet runs it."""
     await patch(cluster, job_path(job["metadata"]["name"]), {"spec": {"suspend": False}})
     await patch(
-        cluster, job_path(job["metadata"]["name"]) + "/status", {"status": {"startTime": "2026-11-25T10:01:00Z", "active": 1}}
+        cluster,
+        job_path(job["metadata"]["name"]) + "/status",
+        {"status": {"startTime": "2026-11-25T10:01:00Z", "active": 1}},
     )
     return await kubelet_pod(cluster, job, "abcde", running_status())
 
@@ -269,7 +276,10 @@ async def test_spec_change_after_the_job_is_ignored(cluster: Cluster, operator: 
     await wait_for(lambda: conditions(the_tv(cluster))["Accepted"]["reason"] == "SpecChangeIgnored", what="the warning")
     await wait_for(lambda: the_tv(cluster)["status"]["observedGeneration"] == 2, what="observedGeneration 2")
     assert jobs(cluster) == [job]
-    assert any(e.get("reason") == "SpecChangeIgnored" and e.get("type") == "Warning" for e in cluster.objects_of("v1/events", "media"))
+    assert any(
+        e.get("reason") == "SpecChangeIgnored" and e.get("type") == "Warning"
+        for e in cluster.objects_of("v1/events", "media")
+    )
 
 
 async def test_invalid_spec_fails_without_a_job(cluster: Cluster, operator: OperatorProcess) -> None:

@@ -121,7 +121,7 @@ def test_invalid_spec_fails_without_a_job() -> None:
 
 
 def test_terminal_status_survives_the_job_ttl() -> None:
-    state, rec = run_state("complete")
+    _, rec = run_state("complete")
     tv = load_tv()
     tv["status"] = rec.status
     later = dt.datetime(2026, 11, 26, 11, 0, tzinfo=dt.UTC)
@@ -203,9 +203,7 @@ def test_spec_change_after_job_is_ignored_with_a_warning() -> None:
     assert rec.status["phase"] == "Running"
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"), [(0, "0s"), (59.9, "59s"), (83, "1m23s"), (3700, "1h1m")]
-)
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.9, "59s"), (83, "1m23s"), (3700, "1h1m")])
 def test_human_duration(seconds: float, text: str) -> None:
     assert human_duration(seconds) == text
 
