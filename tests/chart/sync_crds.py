@@ -30,7 +30,7 @@ def sync(source: Path = SOURCE, target: Path = TARGET) -> list[str]:
         raise SystemExit(f"no CRDs found in {source.relative_to(ROOT)}/: generate them first")
     target.mkdir(parents=True, exist_ok=True)
     changed: list[str] = []
-    for name, data in current_copies(target).items():
+    for name in current_copies(target):
         if name not in wanted:
             (target / name).unlink()
             changed.append(f"removed {name}")

@@ -22,7 +22,9 @@ def test_rendered_crds_equal_the_generated_ones() -> None:
         for doc in yaml.safe_load_all(path.read_text())
         if doc
     }
-    rendered = {c["metadata"]["name"]: c for c in by_kind(render_objects(VALUE_SETS["defaults"]), "CustomResourceDefinition")}
+    rendered = {
+        c["metadata"]["name"]: c for c in by_kind(render_objects(VALUE_SETS["defaults"]), "CustomResourceDefinition")
+    }
     assert set(rendered) == set(generated)
     for name, crd in rendered.items():
         source = generated[name]

@@ -67,7 +67,9 @@ def test_cluster_mode_grants_exactly_what_the_operator_needs() -> None:
     assert [r["kind"] for r in roles] == ["ClusterRole"]
     assert _grants(roles[0]) == NEEDED | CLUSTER_ONLY
     binding = by_kind(objects, "ClusterRoleBinding")[0]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-multitalk-operator", "namespace": "multitalk-system"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": f"{RELEASE}-multitalk-operator", "namespace": "multitalk-system"}
+    ]
     assert not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding")
 
 
@@ -85,7 +87,9 @@ def test_aggregated_user_roles_are_read_or_talkingvideo_only() -> None:
 def test_namespaced_mode_has_nothing_cluster_wide() -> None:
     values = VALUE_SETS["namespaced"]
     objects = render_objects(values)
-    cluster_scoped = [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition")]
+    cluster_scoped = [
+        o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition")
+    ]
     assert cluster_scoped == []
     roles = by_kind(objects, "Role")
     bindings = by_kind(objects, "RoleBinding")
