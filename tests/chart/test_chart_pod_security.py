@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from chart_render import VALUE_SETS, operator_deployment, test_pod
@@ -28,7 +30,7 @@ def test_runner_check_pod_is_restricted(set_name: str) -> None:
 def test_checker_catches_each_kind_of_violation() -> None:
     good = operator_deployment({})["spec"]["template"]["spec"]
     assert restricted_violations(good) == []
-    breakages = {
+    breakages: dict[str, Callable[[dict[str, Any]], object]] = {
         "privileged": lambda s: s["containers"][0]["securityContext"].update(privileged=True),
         "allowPrivilegeEscalation": lambda s: s["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
         "capabilities.drop": lambda s: s["containers"][0]["securityContext"]["capabilities"].update(drop=[]),
