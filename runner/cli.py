@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="print no progress (bar or JSON lines)")
     c = sub.add_parser("check", help="print JSON: engines available here and why not, GPU, models, versions")
     c.add_argument("--model-dir", metavar="DIR", help="model cache (default: MULTITALK_MODEL_DIR, else /models)")
+    c.add_argument(
+        "--require",
+        metavar="ENGINE",
+        choices=["multitalk", "lite", "placeholder"],
+        help="exit 4 unless ENGINE (multitalk, lite or placeholder) is available here (`helm test` uses this)",
+    )
     return parser
 
 
@@ -245,7 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from multitalk.runner.check import check_report
 
-        print(json.dumps(check_report(_model_dir(args.model_dir)), indent=2))
+        report = check_report(_model_dir(args.model_dir))
+        print(json.dumps(report, indent=2))
+        if args.require and not report["engines"][args.require]["available"]:
+            reason = report["engines"][args.require]["reason"]
+            print(f"multitalk-runner: engine {args.require} is not available: {reason}", file=sys.stderr)
+            return int(ExitCode.ENGINE_UNAVAILABLE)
         return int(ExitCode.OK)
     return _render(args)
 
