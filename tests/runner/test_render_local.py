@@ -223,3 +223,36 @@ def test_terminal_gets_a_progress_bar(media: Media, tmp_path: Path) -> None:
     text = b"".join(chunks).decode(errors="replace")
     assert "100%|" in text and '"event"' not in text
     assert "wrote tty.mp4: 30 frames" in text
+
+
+def test_sigterm_mid_render_leaves_a_result_and_no_video(media: Media, tmp_path: Path) -> None:
+    """A deadline or eviction mid-render: exit 1 (retryable), a result, nothing at the output."""
+    import signal
+    import subprocess
+
+    import numpy as np
+    from runner_support import RUNNER, clean_env
+
+    speech, rate = read_wav_mono(media.hello)
+    long = write_audio(tmp_path / "long.wav", np.tile(speech, 8), rate)  # ~37 s
+    result = tmp_path / "result.json"
+    args = ["render", "--audio", str(long), "--out", "out/v.mp4", "--engine", "placeholder", "--result", str(result)]
+    proc = subprocess.Popen(
+        [*RUNNER, *args, "--width", "320", "--height", "240"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until frames are being encoded
+        event = json.loads(line)
+        if event.get("stage") == "generate" and event["percent"] > 20:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    data = json.loads(result.read_text())
+    assert data["ok"] is False and "SIGTERM" in data["error"]["message"]
+    assert list((tmp_path / "out").iterdir()) == []  # no video, no poster, no temp file
