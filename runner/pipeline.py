@@ -103,6 +103,13 @@ class Pipeline:
         self.engine_report = EngineReport(requested=req.engine, version=runner_version())
         engine, fallback = select_engine(req, self.model_dir)
         self.engine_report = self.engine_report.model_copy(update={"name": engine.name, "fallback_reason": fallback})
+        try:
+            return self._run(engine, self.engine_report)
+        finally:
+            engine.close()
+
+    def _run(self, engine: Engine, report: EngineReport) -> RunResult:
+        req = self.request
         publisher = Publisher(req.output, req.storage)
         publisher.preflight()
 
@@ -153,7 +160,7 @@ class Pipeline:
         self.timings = self.timings.model_copy(
             update={"feature_seconds": round(time.perf_counter() - t + decode_seconds, 3)}
         )
-        self.engine_report = self.engine_report.model_copy(
+        self.engine_report = report.model_copy(
             update={"device": info.device, "precision": info.precision, "models": list(info.models)}
         )
         if info.feature_shape:
