@@ -176,6 +176,8 @@ def build_timeline(
 
 
 def _place(audio: Audio, offset: int, total: int) -> Audio:
+    if offset == 0 and len(audio) == total:
+        return audio  # already in place (one speaker, natural length): no second copy of long speech
     out = np.zeros(total, dtype=np.float32)
     if offset < total:
         n = min(len(audio), total - offset)
