@@ -1,10 +1,11 @@
 """Faces and their 468 landmarks on the reference portrait, and the checks that refuse unusable ones.
 
 mediapipe 0.10.21's face mesh ships its models inside the wheel, so nothing is downloaded.
-Its detector only sees faces that fill a fair part of the picture, so OpenCV's Haar
-cascade (shipped with opencv before 5.0) proposes smaller faces, which the mesh then
-re-examines on an enlarged crop; a Haar box the mesh cannot confirm only sharpens the
-error message (too small, cut by the border, a drawing).
+The mesh's own detector only sees faces that fill a fair part of the picture, so
+mediapipe's full-range face detector (also in the wheel) proposes smaller faces, which the
+mesh re-examines on an enlarged crop. OpenCV's Haar cascade (shipped with opencv before
+5.0) is the coarse fallback when mediapipe sees nothing. A proposal the mesh cannot confirm
+only sharpens the error message (too small, cut by the border, a drawing).
 """
 
 from __future__ import annotations
@@ -146,7 +147,10 @@ class FaceFinder:
         """All faces with landmarks, largest first, and the Haar proposals no mesh confirmed."""
         faces = self.mesh(image)
         unconfirmed: list[Box] = []
-        for box in self.detect(image) + self.haar(image):
+        proposals = self.detect(image)
+        if not proposals and not faces:
+            proposals = self.haar(image)  # the coarse fallback, only when mediapipe sees nothing
+        for box in proposals:
             if any(_inside(face.center, box) or _inside(_box_center(box), face.box) for face in faces):
                 continue
             found = self.mesh_in_box(image, box)

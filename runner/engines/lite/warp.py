@@ -43,7 +43,7 @@ FloatArray = npt.NDArray[np.float32]
 Image = npt.NDArray[np.uint8]
 
 # Full jaw drop at open = 1 and expression = 1, as a fraction of face height (forehead to chin).
-JAW_DROP = 0.06
+JAW_DROP = 0.075
 _UPPER_LIP_LIFT = 0.12  # upper lip rises this fraction of the jaw drop
 _MOUTH_RGB = np.array([62, 22, 24], dtype=np.float32)
 _TEETH_RGB = np.array([208, 202, 192], dtype=np.float32)
@@ -151,8 +151,13 @@ class FaceWarp:
         self._jaw = _trim(None, (-below * drop + _UPPER_LIP_LIFT * (1 - below) * upper_lip * lens).astype(np.float32))
 
         # Close the reference gap: each lip moves half the gap towards the seam.
+        # The inner-lip landmarks sit inside the visible teeth, so the visible gap is wider and
+        # longer than theirs: close 1.6x their gap, tapering to the outer corners.
+        span_x = np.concatenate([[corner_l[0]], self._seam[:, 0], [corner_r[0]]])
+        span_gap = np.concatenate([[0.0], 1.6 * self._ref_gaps + 0.6 * (self._ref_gaps > 0.5), [0.0]])
+        visible_gap = np.interp(xs, span_x, span_gap, left=0.0, right=0.0).astype(np.float32)
         near_seam = np.exp(-(((grid_y - seam_y[None, :]) / (0.1 * fh)) ** 2))
-        close_dy = (ref_gap[None, :] / 2) * near_seam * (below - (1 - below))
+        close_dy = (visible_gap[None, :] / 2) * near_seam * (below - (1 - below))
         self._close = _trim(None, close_dy.astype(np.float32))
 
         lips = np.exp(-(((grid_x - mx) / (1.4 * mouth_half)) ** 2) - ((grid_y - my) / (0.15 * fh)) ** 2)
@@ -208,7 +213,7 @@ class FaceWarp:
         """Opening beyond the reference pose (0..1) and lip pressing (0..1) -> (jaw drop in px, closure
         0..1 of the gap the reference photo shows)."""
         jaw = open_amount * JAW_DROP * expression * self.face_height / (1 + _UPPER_LIP_LIFT)
-        return jaw, float(np.clip(closed * (1.0 - 2.0 * open_amount), 0.0, 1.0))
+        return jaw, float(np.clip(closed * 1.25 - open_amount, 0.0, 1.0))
 
     def render(self, frame: Image, motion: FloatArray, expression: float = 1.0) -> None:
         """Draw this face with the given motion vector into frame (in place, only inside region)."""
@@ -275,6 +280,7 @@ class FaceWarp:
         mask = np.zeros(roi.shape[:2], dtype=np.float32)
         offset = np.array([x_lo, y_lo], dtype=np.float32)
         cv2.fillPoly(mask, [np.round((polygon - offset) * 16).astype(np.int32)], (1.0,), cv2.LINE_AA, 4)
+        mask = np.asarray(cv2.GaussianBlur(mask, (0, 0), 0.7), dtype=np.float32)
         alpha = min(1.0, jaw / 2.0) * mask[..., None]
         roi = (roi * (1 - alpha) + _MOUTH_RGB * alpha).astype(np.float32)
         if self._teeth:
