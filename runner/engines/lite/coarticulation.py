@@ -39,7 +39,8 @@ def blend(targets: list[Target], fps: float, frames: int, channels: int) -> Floa
     total = np.full(steps, _REST_WEIGHT, dtype=np.float64)
     for target in targets:
         # Longer phones hold their shape longer; a floor keeps 10 ms blips from becoming spikes.
-        tau = max(target.half, 0.025) * 0.9
+        # Strong constraints (lip closure) are local: they dominate their own phone, not the vowels.
+        tau = max(target.half, 0.025) * 0.9 / np.sqrt(max(target.dominance, 0.5))
         lo = np.searchsorted(times, target.center - _REACH * tau)
         hi = np.searchsorted(times, target.center + _REACH * tau)
         if hi <= lo:

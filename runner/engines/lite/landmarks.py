@@ -46,7 +46,7 @@ EYES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: points is an array
 class Face:
     """One face: landmark positions in image pixels (x, y)."""
 

@@ -25,8 +25,8 @@ class Viseme:
 
 
 REST = Viseme("rest", (0.0, 0.0, 0.0, 0.0, 0.0), 0.6)
-_CLOSED = Viseme("MBP", (0.0, 0.0, 0.05, 0.0, 1.0), 3.0)
-_LIP_TEETH = Viseme("FV", (0.08, 0.1, 0.0, 1.0, 0.0), 2.2)
+_CLOSED = Viseme("MBP", (0.0, 0.0, 0.05, 0.0, 1.0), 6.0)
+_LIP_TEETH = Viseme("FV", (0.08, 0.1, 0.0, 1.0, 0.0), 3.0)
 _OPEN = Viseme("AI", (1.0, 0.25, 0.0, 0.0, 0.0), 1.2)
 _MID_OPEN = Viseme("AH", (0.75, 0.15, 0.1, 0.0, 0.0), 1.1)
 _SPREAD = Viseme("E", (0.45, 0.8, 0.0, 0.0, 0.0), 1.0)
