@@ -3,6 +3,7 @@ plus the registry entry and the optional wav2vec2 path."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def test_transcript_normalisation_and_quiet_cuts() -> None:
     audio[16_000 * 17 : 16_000 * 17 + 800] = 0.0  # a pause at 17 s
     cuts = quiet_cuts(audio, 16_000, 20.0)
     assert cuts[0][0] == 0 and cuts[-1][1] == len(audio)
-    assert all(a[1] == b[0] for a, b in zip(cuts, cuts[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(cuts))
     assert abs(cuts[0][1] - 16_000 * 17) < 1000
 
 

@@ -51,7 +51,8 @@ class LetterModel:
         from transformers import Wav2Vec2ForCTC
 
         self._torch: Any = torch
-        self.model: Any = Wav2Vec2ForCTC.from_pretrained(str(path)).eval()
+        loaded: Any = Wav2Vec2ForCTC.from_pretrained(str(path))
+        self.model: Any = loaded.eval()
         vocab: dict[str, int] = json.loads((path / "vocab.json").read_text())
         labels = [""] * max(len(vocab), int(self.model.config.vocab_size))
         for token, index in vocab.items():
