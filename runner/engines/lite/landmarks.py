@@ -25,7 +25,7 @@ Box = tuple[float, float, float, float]  # top, left, bottom, right (rows first,
 
 # Documented thresholds (docs/engines/lite.md).
 MIN_FACE_HEIGHT_PX = 64  # forehead-to-chin; below this the mouth is a few pixels and cannot be shaped
-BORDER_TOLERANCE = 0.03  # a face may reach this fraction of its height past the image edge (hair, chin tip)
+BORDER_TOLERANCE = 0.03  # brows-to-chin may reach this fraction of the face height past the edge
 DRAWING_PALETTE_SHARE = 0.25  # share of the face covered by its 16 commonest exact colours: photos < 0.12
 
 # mediapipe face-mesh indices used across the engine.
@@ -210,13 +210,15 @@ def check_face(image: Image, face: Face, field: str = "image") -> None:
             f"the lite engine needs at least {MIN_FACE_HEIGHT_PX} px: use a closer portrait or a larger video size",
             field=field,
         )
+    # Everything from the eyebrows down is animated and must be inside; a cropped forehead is fine.
     margin = BORDER_TOLERANCE * face.height
-    oval = face.points[list(FACE_OVAL)]
+    brows = float(face.points[[c for eye in EYES for c in eye[2]], 1].min()) - 0.12 * face.height
+    needed = face.points[face.points[:, 1] >= brows]
     sides = {
-        "left": bool((oval[:, 0] < -margin).any()),
-        "top": bool((oval[:, 1] < -margin).any()),
-        "right": bool((oval[:, 0] > width - 1 + margin).any()),
-        "bottom": bool((oval[:, 1] > height - 1 + margin).any()),
+        "left": bool((needed[:, 0] < -margin).any()),
+        "top": bool((needed[:, 1] < -margin).any()),
+        "right": bool((needed[:, 0] > width - 1 + margin).any()),
+        "bottom": bool((needed[:, 1] > height - 1 + margin).any()),
     }
     cut = [side for side, out in sides.items() if out]
     if cut:

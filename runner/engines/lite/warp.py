@@ -220,11 +220,15 @@ class FaceWarp:
         jaw, close = self.jaw_and_close(float(motion[OPEN]), float(motion[CLOSED]), expression)
         roll = float(motion[ROLL])
         shift_x, shift_y = float(motion[SHIFT_X]) * self.face_height, float(motion[SHIFT_Y]) * self.face_height
-        map_x = self._base_x.copy()
-        map_y = self._base_y.copy()
+        # Whole-crop sums with cv2.scaleAdd (one SIMD pass each, no temporaries); the small
+        # expression fields below with numpy on their own rectangles.
         if roll or shift_x or shift_y:
-            map_x += roll * self._head_rx - shift_x * self._head_f
-            map_y += roll * self._head_ry - shift_y * self._head_f
+            map_x = np.asarray(cv2.scaleAdd(self._head_rx, roll, self._base_x), dtype=np.float32)
+            map_x = np.asarray(cv2.scaleAdd(self._head_f, -shift_x, map_x), dtype=np.float32)
+            map_y = np.asarray(cv2.scaleAdd(self._head_ry, roll, self._base_y), dtype=np.float32)
+            map_y = np.asarray(cv2.scaleAdd(self._head_f, -shift_y, map_y), dtype=np.float32)
+        else:
+            map_x, map_y = self._base_x.copy(), self._base_y.copy()
         for field, weight in (
             (self._jaw, jaw),
             (self._close, close),
