@@ -61,9 +61,14 @@ def child(audio: str, width: int, height: int, out: str) -> None:
     imported = time.perf_counter() - start
     result = Pipeline(request, Path(tempfile.gettempdir()) / "no-model-cache").run()
     wall = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     timings = result.timings.wire() if result.timings else {}
-    print(json.dumps({"wall": wall, "imports": imported, "peak_mib": peak_kib / 1024, "timings": timings}))
+    cpu = usage.ru_utime + usage.ru_stime
+    print(
+        json.dumps(
+            {"wall": wall, "imports": imported, "cpu": cpu, "peak_mib": usage.ru_maxrss / 1024, "timings": timings}
+        )
+    )
 
 
 def main() -> None:
@@ -77,10 +82,14 @@ def main() -> None:
         child(audio, int(width), int(height), out)
         return
 
-    print(f"lite engine, {os.cpu_count()} CPU cores, speech = {SPEECH.name} repeated, portrait = {PORTRAIT.name}")
+    load1, load5, _ = os.getloadavg()
+    print(
+        f"lite engine, {os.cpu_count()} CPU cores (load average {load1:.1f} / {load5:.1f} at start), "
+        f"speech = {SPEECH.name} repeated, portrait = {PORTRAIT.name}"
+    )
     header = (
         f"{'size':>9} {'speech':>7} {'load':>6} {'features':>8} {'frames':>7} {'encode':>7} {'render':>7} "
-        f"{'total':>7} {'x real time':>11} {'x w/o load':>10} {'peak RSS':>9}"
+        f"{'total':>7} {'x real time':>11} {'x w/o load':>10} {'CPU s':>6} {'peak RSS':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -111,11 +120,12 @@ def main() -> None:
                     f"{size:>9} {seconds:>6g}s {load:>5.2f}s {t.get('featureSeconds', 0):>7.2f}s "
                     f"{t.get('generateSeconds', 0):>6.2f}s {t.get('encodeSeconds', 0):>6.2f}s {render:>6.2f}s "
                     f"{total:>6.2f}s {seconds / total:>10.1f}x {seconds / (total - load - r['imports']):>9.1f}x "
-                    f"{r['peak_mib']:>7.0f}MiB"
+                    f"{r['cpu']:>6.1f} {r['peak_mib']:>7.0f}MiB"
                 )
     print(
         "render = features + frames + encode; total = wall time of the whole process (imports, model load, "
-        "decode, render, poster, manifest); 'x w/o load' leaves out imports and model load (a warm worker)."
+        "decode, render, poster, manifest); 'x w/o load' leaves out imports and model load (a warm worker); "
+        "CPU s = user + system seconds of the render process (all threads)."
     )
 
 

@@ -45,7 +45,8 @@ Image = npt.NDArray[np.uint8]
 # Full jaw drop at open = 1 and expression = 1, as a fraction of face height (forehead to chin).
 JAW_DROP = 0.075
 _UPPER_LIP_LIFT = 0.12  # upper lip rises this fraction of the jaw drop
-_MOUTH_RGB = np.array([62, 22, 24], dtype=np.float32)
+_MOUTH_RGB = np.array([46, 14, 18], dtype=np.float32)
+_TONGUE_RGB = np.array([150, 62, 66], dtype=np.float32)
 _TEETH_RGB = np.array([208, 202, 192], dtype=np.float32)
 
 # Per-frame motion vector of one face, as produced by the engine's tracks.
@@ -286,7 +287,11 @@ class FaceWarp:
         cv2.fillPoly(mask, [np.round((polygon - offset) * 16).astype(np.int32)], (1.0,), cv2.LINE_AA, 4)
         mask = np.asarray(cv2.GaussianBlur(mask, (0, 0), 0.7), dtype=np.float32)
         alpha = min(1.0, jaw / 2.0) * mask[..., None]
-        roi = (roi * (1 - alpha) + _MOUTH_RGB * alpha).astype(np.float32)
+        # Darker under the upper teeth, a hint of tongue towards the lower lip.
+        top_y, bottom_y = float(upper[:, 1].min()) - y_lo, float(lower[:, 1].max()) - y_lo
+        depth = np.clip((np.arange(roi.shape[0], dtype=np.float32) - top_y) / max(bottom_y - top_y, 1.0), 0, 1)
+        colour = _MOUTH_RGB[None, :] + (_TONGUE_RGB - _MOUTH_RGB)[None, :] * (depth**2)[:, None] * 0.7
+        roi = (roi * (1 - alpha) + colour[:, None, :] * alpha).astype(np.float32)
         if self._teeth:
             band = np.minimum(0.4 * (lower[:, 1] - upper[:, 1]), 0.035 * self.face_height)
             teeth = np.vstack([upper, (upper + np.stack([np.zeros_like(band), band], axis=1))[::-1]])
