@@ -90,7 +90,11 @@ class Pipeline:
         self.engine_report = EngineReport(requested=req.engine, version=runner_version())
         engine, fallback = select_engine(req.engine, req.allow_fallback, self.model_dir)
         self.engine_report = self.engine_report.model_copy(update={"name": engine.name, "fallback_reason": fallback})
-        engine.validate(req)
+        try:
+            engine.validate(req)
+        except InvalidInput as exc:
+            engine = self._stand_in(engine, exc)
+            engine.validate(req)
         publisher = Publisher(req.output, req.storage)
         publisher.preflight()
 
@@ -137,7 +141,12 @@ class Pipeline:
         self._time("model_load_seconds", t)
 
         t = time.perf_counter()
-        info = engine.prepare(inputs, lambda f: self.progress("features", f))
+        try:
+            info = engine.prepare(inputs, lambda f: self.progress("features", f))
+        except InvalidInput as exc:
+            engine = self._stand_in(engine, exc)  # e.g. lite finds no face: a test card, said so
+            engine.load()
+            info = engine.prepare(inputs, lambda f: self.progress("features", f))
         self.timings = self.timings.model_copy(
             update={"feature_seconds": round(time.perf_counter() - t + decode_seconds, 3)}
         )
@@ -169,6 +178,23 @@ class Pipeline:
             audio=self.audio_report,
             output=output,
         )
+
+    def _stand_in(self, engine: Engine, refusal: InvalidInput) -> Engine:
+        """An engine refused these inputs (lite: no usable face). With `auto` or allowFallback the
+        placeholder stands in and the result says why; otherwise the refusal stands (exit 3)."""
+        req = self.request
+        if engine.name == "placeholder" or not (req.engine == "auto" or req.allow_fallback):
+            raise refusal
+        stand_in, avail = create_engine("placeholder", self.model_dir)
+        if stand_in is None or not avail.available:
+            raise refusal
+        assert self.engine_report is not None
+        reason = f"{engine.name} refused the input: {refusal}"[:500]
+        earlier = self.engine_report.fallback_reason
+        self.engine_report = self.engine_report.model_copy(
+            update={"name": stand_in.name, "fallback_reason": f"{earlier}; {reason}" if earlier else reason}
+        )
+        return stand_in
 
     def _decode_audio(self, audio_bytes: list[bytes]) -> Timeline:
         v = self.request.video

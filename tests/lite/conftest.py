@@ -7,13 +7,12 @@ import shutil
 import subprocess
 import wave
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
-from lite_helpers import fit
+from lite_helpers import Speech, fit
 from scipy.signal import resample_poly
 from skimage import data
 
@@ -27,12 +26,6 @@ Image = npt.NDArray[np.uint8]
 # Words chosen for lip closures (M, B, P) next to wide-open vowels (AA, AE).
 SENTENCE = "Bob and Pam bought a map. Papa might buy a lamp. My mom is calm."
 OTHER_SENTENCE = "How are you today? I am fine, thanks a lot."
-
-
-@dataclass(frozen=True)
-class Speech:
-    audio: Audio  # mono float32 at 16 kHz
-    transcript: str
 
 
 def _espeak(text: str, path: Path, voice: str = "en-us") -> Audio:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,12 @@ from multitalk.runner.request import RenderRequest
 
 Audio = npt.NDArray[np.float32]
 Image = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class Speech:
+    audio: Audio  # mono float32 at 16 kHz
+    transcript: str
 
 
 def fit(image: Image, width: int, height: int) -> Image:

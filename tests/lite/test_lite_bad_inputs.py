@@ -5,8 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import Speech
-from lite_helpers import Image, fit, make_inputs
+from lite_helpers import Image, Speech, fit, make_inputs
 from skimage import data
 
 from multitalk.runner.engines.lite import LiteEngine

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Speech
-from lite_helpers import Image, make_inputs
+from lite_helpers import Image, Speech, make_inputs
 
 from multitalk.runner.engines.lite import LiteEngine
 from multitalk.runner.engines.lite.coarticulation import Target, blend

@@ -8,8 +8,7 @@ pocketsphinx's forced alignment of the same speech and with the speech's loudnes
 from __future__ import annotations
 
 import numpy as np
-from conftest import Speech
-from lite_helpers import Image, make_inputs
+from lite_helpers import Image, Speech, make_inputs
 
 from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE
 from multitalk.runner.engines.lite import LiteEngine

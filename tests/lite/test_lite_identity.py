@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import Speech
-from lite_helpers import Image, make_inputs
+from lite_helpers import Image, Speech, make_inputs
 
 from multitalk.runner.engines.lite import LiteEngine
 from multitalk.runner.engines.lite.landmarks import EYES, NOSE_TIP, FaceFinder
