@@ -95,6 +95,23 @@ class Pipeline:
     audio_report: AudioReport | None = None
     first_frame_at: float | None = None  # perf_counter of the first generated frame (benchmarks)
 
+    def _stand_in(self, engine: Engine, refusal: InvalidInput) -> Engine:
+        """An engine refused these inputs (lite: no usable face). With `auto` or allowFallback the
+        placeholder stands in and the result says why; otherwise the refusal stands (exit 3)."""
+        req = self.request
+        if engine.name == "placeholder" or not (req.engine == "auto" or req.allow_fallback):
+            raise refusal
+        stand_in, avail = create_engine("placeholder", self.model_dir)
+        if stand_in is None or not avail.available:
+            raise refusal
+        assert self.engine_report is not None
+        reason = f"{engine.name} refused the input: {refusal}"[:500]
+        earlier = self.engine_report.fallback_reason
+        self.engine_report = self.engine_report.model_copy(
+            update={"name": stand_in.name, "fallback_reason": f"{earlier}; {reason}" if earlier else reason}
+        )
+        return stand_in
+
     def _time(self, name: str, since: float) -> None:
         self.timings = self.timings.model_copy(update={name: round(time.perf_counter() - since, 3)})
 
@@ -104,11 +121,11 @@ class Pipeline:
         engine, fallback = select_engine(req, self.model_dir)
         self.engine_report = self.engine_report.model_copy(update={"name": engine.name, "fallback_reason": fallback})
         try:
-            return self._run(engine, self.engine_report)
+            return self._run(engine)
         finally:
             engine.close()
 
-    def _run(self, engine: Engine, report: EngineReport) -> RunResult:
+    def _run(self, engine: Engine) -> RunResult:
         req = self.request
         publisher = Publisher(req.output, req.storage)
         publisher.preflight()
@@ -156,11 +173,19 @@ class Pipeline:
         self._time("model_load_seconds", t)
 
         t = time.perf_counter()
-        info = engine.prepare(inputs, lambda f: self.progress("features", f))
+        try:
+            info = engine.prepare(inputs, lambda f: self.progress("features", f))
+        except InvalidInput as exc:
+            # e.g. lite finds no face: a test card stands in, said so. The refusing engine is
+            # still closed by run(); the placeholder holds nothing to close.
+            engine = self._stand_in(engine, exc)
+            engine.load()
+            info = engine.prepare(inputs, lambda f: self.progress("features", f))
         self.timings = self.timings.model_copy(
             update={"feature_seconds": round(time.perf_counter() - t + decode_seconds, 3)}
         )
-        self.engine_report = report.model_copy(
+        assert self.engine_report is not None
+        self.engine_report = self.engine_report.model_copy(
             update={"device": info.device, "precision": info.precision, "models": list(info.models)}
         )
         if info.feature_shape:
