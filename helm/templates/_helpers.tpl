@@ -17,12 +17,20 @@
 {{- end }}
 {{- end }}
 
-{{- define "multitalk.labels" -}}
+{{/* Labels of every object of the release, without the component. */}}
+{{- define "multitalk.commonLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "multitalk.selectorLabels" . }}
+app.kubernetes.io/name: {{ include "multitalk.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: multitalk
+{{- end }}
+
+{{/* Labels of the operator's objects. */}}
+{{- define "multitalk.labels" -}}
+{{ include "multitalk.commonLabels" . }}
+app.kubernetes.io/component: operator
 {{- end }}
 
 {{- define "multitalk.selectorLabels" -}}

@@ -50,6 +50,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
         "test": {
             "engine": "multitalk",
+            "namespace": "team-a",
             "nodeSelector": {"nvidia.com/gpu.present": "true"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         },
@@ -64,6 +65,21 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML loader that refuses duplicate keys (kubectl and the API server refuse them too)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    keys = [loader.construct_object(key, deep=deep) for key, _ in node.value]
+    duplicates = {k for k in keys if keys.count(k) > 1}
+    if duplicates:
+        raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {sorted(duplicates)}", node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def render_templates(values: dict[str, Any] | None = None, namespace: str = NAMESPACE) -> dict[str, str]:
     """Template path -> rendered text, as `helm template` would produce for an install."""
     with helm.Chart.load(CHART_DIR) as chart:
@@ -76,7 +92,7 @@ def render_objects(values: dict[str, Any] | None = None, namespace: str = NAMESP
     for path, text in sorted(render_templates(values, namespace).items()):
         if path.endswith("NOTES.txt"):
             continue
-        for doc in yaml.safe_load_all(text):
+        for doc in yaml.load_all(text, Loader=_StrictLoader):  # a SafeLoader subclass
             if doc:
                 assert isinstance(doc, dict), f"{path} rendered a non-object document"
                 objects.append(doc)

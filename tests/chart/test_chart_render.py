@@ -58,7 +58,7 @@ def test_objects_valid_for_every_supported_kubernetes(set_name: str) -> None:
 def test_every_object_is_namespaced_to_the_release_or_a_watched_namespace() -> None:
     cluster_kinds = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
     for set_name, values in VALUE_SETS.items():
-        allowed = {NAMESPACE, *values.get("watchNamespaces", [])}
+        allowed = {NAMESPACE, *values.get("watchNamespaces", []), *[values.get("test", {}).get("namespace", NAMESPACE)]}
         for obj in render_objects(values):
             if obj["kind"] in cluster_kinds:
                 assert "namespace" not in obj["metadata"], (set_name, obj["kind"])
@@ -165,6 +165,9 @@ def test_service_and_service_monitor() -> None:
     # The Service selects the operator's pod.
     pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
+    # ...and nothing else: not the `helm test` pod.
+    check_labels = test_pod(VALUE_SETS["full"])["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= check_labels.items()
     assert not by_kind(render_objects(VALUE_SETS["defaults"]), "ServiceMonitor")
     assert not by_kind(render_objects(VALUE_SETS["minimal"]), "Service")
 
@@ -179,6 +182,8 @@ def test_helm_test_pod_checks_the_engine_with_gpu_and_model_cache() -> None:
     assert spec["restartPolicy"] == "Never"
     assert spec["automountServiceAccountToken"] is False
     assert spec["runtimeClassName"] == "nvidia"
+    assert pod["metadata"]["namespace"] == "team-a"  # where the model-cache PVC lives
+    assert test_pod({})["metadata"]["namespace"] == NAMESPACE
     models = next(v for v in spec["volumes"] if v["name"] == "models")
     assert models["persistentVolumeClaim"] == {"claimName": "multitalk-models", "readOnly": True}
     mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
