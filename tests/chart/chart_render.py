@@ -65,16 +65,17 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """YAML loader that refuses duplicate keys (kubectl and the API server refuse them too)."""
+# A SafeLoader that refuses duplicate keys (kubectl and the API server refuse them too).
+_StrictLoader: Any = type("_StrictLoader", (yaml.SafeLoader,), {})
 
 
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+def _mapping_without_duplicates(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
     keys = [loader.construct_object(key, deep=deep) for key, _ in node.value]
     duplicates = {k for k in keys if keys.count(k) > 1}
     if duplicates:
         raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {sorted(duplicates)}", node.start_mark)
-    return loader.construct_mapping(node, deep=deep)
+    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=deep)
+    return mapping
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
