@@ -139,6 +139,10 @@ seccompProfile:
   value: {{ .Values.operator.watchServerTimeout | quote }}
 - name: MULTITALK_WATCH_CLIENT_TIMEOUT
   value: {{ .Values.operator.watchClientTimeout | quote }}
+- name: MULTITALK_RUNNER_RUN_AS_USER
+  value: {{ .Values.runner.runAsUser | quote }}
+- name: MULTITALK_PROGRESS_LOG_BYTES
+  value: {{ .Values.operator.progressLogBytes | quote }}
 - name: MULTITALK_COPY_LABEL_KEYS
   value: {{ join "," .Values.copyLabelKeys | quote }}
 {{- end }}

@@ -119,6 +119,7 @@ def test_full_values_reach_the_operator_settings(monkeypatch: pytest.MonkeyPatch
     assert (settings.progress_poll_seconds, settings.resync_seconds) == (5.0, 30.0)
     assert (settings.watch_server_timeout, settings.watch_client_timeout) == (120, 150)
     assert settings.copy_label_keys == ["team", "example.com/cost-center"]
+    assert (settings.runner_run_as_user, settings.progress_log_bytes) == (10001, 8192)
 
 
 def test_default_values_leave_optional_settings_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,6 +129,8 @@ def test_default_values_leave_optional_settings_unset(monkeypatch: pytest.Monkey
     assert settings.namespaces == [] and settings.copy_label_keys == []
     assert settings.storage_secret_name is None and settings.model_cache_claim is None and settings.queue_name is None
     assert json.loads(settings.runner_resources)["limits"]["nvidia.com/gpu"] == 1
+    # Runner pods run as the image's own non-root user.
+    assert settings.runner_run_as_user == 65532
     assert settings.runner_image == f"multitalk-runner:{helm.Chart.load(CHART_DIR).metadata['appVersion']}"
 
 
@@ -182,6 +185,7 @@ def test_helm_test_pod_checks_the_engine_with_gpu_and_model_cache() -> None:
     assert spec["restartPolicy"] == "Never"
     assert spec["automountServiceAccountToken"] is False
     assert spec["runtimeClassName"] == "nvidia"
+    assert spec["securityContext"]["runAsUser"] == 10001
     assert pod["metadata"]["namespace"] == "team-a"  # where the model-cache PVC lives
     assert test_pod({})["metadata"]["namespace"] == NAMESPACE
     models = next(v for v in spec["volumes"] if v["name"] == "models")
