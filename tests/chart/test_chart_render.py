@@ -106,7 +106,7 @@ def test_full_values_reach_the_operator_settings(monkeypatch: pytest.MonkeyPatch
     assert settings.runner_image_pull_policy == "Always"
     assert json.loads(settings.runner_resources) == {
         "requests": {"cpu": "8", "memory": "64Gi"},
-        "limits": {"memory": "64Gi", "nvidia.com/gpu": 2},
+        "limits": {"memory": "96Gi", "nvidia.com/gpu": 2},
     }
     assert settings.storage_endpoint == "http://minio.minio.svc:9000"
     assert settings.storage_region == "us-east-1"
