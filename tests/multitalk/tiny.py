@@ -101,3 +101,89 @@ def two_person_masks() -> torch.Tensor:
     masks[1, 2:8, 4:8] = 1
     masks[2] = ((masks[0] + masks[1]) == 0).float()
     return masks
+
+
+# --- Tiny deterministic stand-ins for umT5, CLIP and the Wan VAE (both sides use these) ---
+IMAGE_SIZE = 32  # pixels; latent 4 x 4, 2 x 2 tokens per latent frame
+PROMPT = "two people talk in a studio"
+NEGATIVE = "blurry"
+
+
+def _fixed(shape: tuple[int, ...], offset: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(shape, generator=generator(offset)) * scale
+
+
+def encode_text(prompt: str) -> torch.Tensor:
+    import zlib
+
+    g = torch.Generator().manual_seed(zlib.crc32(prompt.encode()))
+    return torch.randn(len(prompt.split()) + 3, TEXT_DIM, generator=g)
+
+
+def encode_image(image: torch.Tensor) -> torch.Tensor:
+    """[1, 3, 1, H, W] -> [1, 257, 1280], depending on the frame's mean colour."""
+    pooled = image.float().mean(dim=(2, 3, 4))  # 1, 3
+    mix = _fixed((3, CLIP_TOKENS * CLIP_DIM), 5001, 0.5)
+    base = _fixed((CLIP_TOKENS * CLIP_DIM,), 5002, 0.5)
+    return torch.tanh(pooled @ mix + base).view(1, CLIP_TOKENS, CLIP_DIM)
+
+
+def encode_video(video: torch.Tensor) -> torch.Tensor:
+    """[1, 3, T, H, W] -> [1, 16, 1 + (T-1)/4, H/8, W/8]: causal time grouping, 8x8 pooling, channel mix."""
+    video = video.float()
+    first, rest = video[:, :, :1], video[:, :, 1:]
+    grouped = torch.cat([first, rest.unflatten(2, (-1, 4)).mean(3)], dim=2)
+    pooled = torch.nn.functional.avg_pool3d(grouped, (1, 8, 8))
+    return torch.einsum("oc,bcthw->bothw", _fixed((16, 3), 5003), pooled)
+
+
+def decode_latents(latents: torch.Tensor) -> torch.Tensor:
+    """[1, 16, t, h, w] -> [1, 3, 1 + 4(t-1), 8h, 8w] in [-1, 1]."""
+    rgb = torch.tanh(torch.einsum("oc,bcthw->bothw", _fixed((3, 16), 5004, 0.3), latents.float()))
+    frames = torch.cat([rgb[:, :, :1], rgb[:, :, 1:].repeat_interleave(4, dim=2)], dim=2)
+    return frames.repeat_interleave(8, dim=3).repeat_interleave(8, dim=4)
+
+
+def reference_image() -> torch.Tensor:
+    """uint8 [H, W, 3] portrait stand-in."""
+    return torch.randint(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), generator=generator(6001), dtype=torch.uint8)
+
+
+def audio_features(persons: int, frames: int) -> list[torch.Tensor]:
+    """Per-person wav2vec features at the video rate [frames, 12, 768]."""
+    return [torch.randn(frames, W2V_LAYERS, W2V_DIM, generator=generator(7000 + p)) for p in range(persons)]
+
+
+BBOXES = ((4.0, 0.0, 28.0, 15.0), (2.0, 17.0, 30.0, 32.0))  # top, left, bottom, right
+
+# The sampling cases run through both implementations.
+SAMPLING_CASES = {
+    "clip_two_persons": {
+        "persons": 2,
+        "audio_frames": 12,
+        "frame_num": 9,
+        "streaming": False,
+        "steps": 2,
+        "shift": 7.0,
+        "text_scale": 5.0,
+        "audio_scale": 4.0,
+        "apg": False,
+        "color": 1.0,
+        "seed": 42,
+    },
+    "streaming_one_person": {
+        "persons": 1,
+        "audio_frames": 14,
+        "frame_num": 9,
+        "motion_frames": 5,
+        "streaming": True,
+        "steps": 2,
+        "shift": 5.0,
+        "text_scale": 1.0,
+        "audio_scale": 2.0,
+        "apg": True,
+        "apg_norm_threshold": 15.0,  # low enough that the norm clipping acts
+        "color": 0.5,
+        "seed": 7,
+    },
+}

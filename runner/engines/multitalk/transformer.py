@@ -85,6 +85,25 @@ def block_forward(
     return out
 
 
+def embed_conditions(
+    embedder: Any, timestep: torch.Tensor, cond: Conditioning, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """diffusers' WanTimeTextImageEmbedding, with the sinusoid computed in float64 as the original Wan does.
+
+    At t ~ 1000 float32 angles are off by ~1e-4 rad; float64 keeps us on the reference's numbers.
+    """
+    half = embedder.timesteps_proj.num_channels // 2
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=timestep.device) / half)
+    angles = torch.outer(timestep.to(torch.float64), freqs)
+    sinusoid = torch.cat([angles.cos(), angles.sin()], dim=1).float()
+    time_dtype = next(iter(embedder.time_embedder.parameters())).dtype
+    temb = embedder.time_embedder(sinusoid.to(time_dtype)).to(dtype)
+    temb_proj = torch.unflatten(embedder.time_proj(embedder.act_fn(temb)), 1, (6, -1))
+    text = embedder.text_embedder(cond.text.to(dtype))
+    image = embedder.image_embedder(cond.image.to(dtype))
+    return temb, temb_proj, text, image
+
+
 class MultiTalkTransformer(nn.Module):
     """Wan2.1-I2V transformer + MultiTalk audio adapter, evaluated as one denoiser."""
 
@@ -113,10 +132,7 @@ class MultiTalkTransformer(nn.Module):
         grid = (frames // p_t, height // p_h, width // p_w)
         rotary = wan.rope(hidden)
         x = wan.patch_embedding(hidden).flatten(2).transpose(1, 2).contiguous()
-        temb, temb_proj, text, image = wan.condition_embedder(
-            timestep, cond.text.to(wan.dtype), cond.image.to(wan.dtype)
-        )
-        temb_proj = temb_proj.unflatten(1, (6, -1))
+        temb, temb_proj, text, image = embed_conditions(wan.condition_embedder, timestep, cond, wan.dtype)
         context = torch.cat([image, text], dim=1)
         audio_tokens = self.audio.audio_tokens(cond.audio.to(wan.dtype))
         if audio_tokens.shape[0] != grid[0]:
