@@ -63,7 +63,8 @@ def projected_guidance(
     d, c = diff.double(), cond.double()
     unit = c / c.norm(p=2, dim=[-1, -2, -3, -4], keepdim=True).clamp_min(1e-12)  # F.normalize over 4 dims
     parallel = (d * unit).sum(dim=[-1, -2, -3, -4], keepdim=True) * unit
-    return (d - parallel).to(dtype) + eta * parallel.to(dtype)
+    out: torch.Tensor = (d - parallel).to(dtype) + eta * parallel.to(dtype)
+    return out
 
 
 @dataclass
