@@ -187,3 +187,42 @@ SAMPLING_CASES = {
         "seed": 7,
     },
 }
+
+
+def tiny_wav2vec() -> object:
+    """A 2-layer wav2vec2 with seeded weights (a Wav2Vec2Model; typed loosely to keep transformers optional)."""
+    import zlib
+
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    )
+    model = Wav2Vec2Model(config).eval()
+    state = model.state_dict()
+    seeded = {}
+    for key, value in state.items():
+        # Seeded by name, not position: the reference ran under another transformers version.
+        noise = torch.randn(value.shape, generator=generator(zlib.crc32(key.encode()) % 100_000))
+        if value.ndim == 1:
+            seeded[key] = (1.0 + 0.1 * noise) if key.endswith("weight") else 0.05 * noise
+        else:
+            fan_in = value[0].numel()
+            seeded[key] = noise / fan_in**0.5
+    model.load_state_dict(seeded)
+    return model
+
+
+def speech(seconds: float = 0.6) -> torch.Tensor:
+    """A voiced-sounding test signal at 16 kHz (harmonics with a slow envelope plus a little noise)."""
+    t = torch.arange(int(16000 * seconds)) / 16000
+    tone = sum(torch.sin(2 * torch.pi * f * t) / (k + 1) for k, f in enumerate((140.0, 280.0, 420.0, 910.0)))
+    envelope = 0.5 + 0.5 * torch.sin(2 * torch.pi * 3 * t)
+    noise = 0.02 * torch.randn(t.shape, generator=generator(9999))
+    return (0.2 * tone * envelope + noise).float()
