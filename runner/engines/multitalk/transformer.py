@@ -114,6 +114,8 @@ class MultiTalkTransformer(nn.Module):
         self.wan = wan
         self.audio = audio
         self.teacache: TeaCache | None = None
+        # Sequential CPU offload: blocks live on the CPU and visit this device one at a time.
+        self.block_device: torch.device | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -145,7 +147,13 @@ class MultiTalkTransformer(nn.Module):
 
         def run_blocks(h: torch.Tensor) -> torch.Tensor:
             for block, audio_block in zip(wan.blocks, self.audio.audio_blocks, strict=True):
+                if self.block_device is not None:
+                    block.to(self.block_device, non_blocking=True)
+                    audio_block.to(self.block_device, non_blocking=True)
                 h = block_forward(block, audio_block, h, context, temb_proj, rotary, audio_tokens, grid[0], ref_masks)
+                if self.block_device is not None:
+                    block.to("cpu")
+                    audio_block.to("cpu")
             return h
 
         x = self.teacache.run(cond.branch, temb_proj, x, run_blocks) if self.teacache is not None else run_blocks(x)
