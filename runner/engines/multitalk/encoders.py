@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from .model_files import ModelFiles
 from .pipeline import Encoders
 
-CLIP_SIZE = 224
 TEXT_LEN = 512
 
 
@@ -75,7 +74,8 @@ class Wan21Encoders:
     def encode_image(self, frame: torch.Tensor) -> torch.Tensor:
         """[1, 3, 1, H, W] in [-1, 1] -> penultimate CLIP layer [1, 257, 1280] (open-clip's 31 of 32 blocks)."""
         device = next(self.image_encoder.parameters()).device
-        pixels = F.interpolate(frame[:, :, 0].float(), size=(CLIP_SIZE, CLIP_SIZE), mode="bicubic", align_corners=False)
+        size = int(self.image_encoder.config.image_size)  # 224 for ViT-H/14
+        pixels = F.interpolate(frame[:, :, 0].float(), size=(size, size), mode="bicubic", align_corners=False)
         pixels = ((pixels + 1) / 2 - self.clip_mean.to(pixels.device)) / self.clip_std.to(pixels.device)
         result = self.image_encoder(pixel_values=pixels.to(device, self.dtype), output_hidden_states=True)
         out: torch.Tensor = result.hidden_states[-2].to(self.device)

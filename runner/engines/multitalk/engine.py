@@ -9,6 +9,9 @@ Environment knobs (set on the runner container):
   MULTITALK_RESOLUTION   480 (default) | 720: generation area before scaling to video size
   MULTITALK_COLOR_MATCH  0..1 colour matching to the reference (default 1)
   MULTITALK_APG          1 to use adaptive projected guidance
+  MULTITALK_DEVICE       cuda (default) | cpu: cpu only for development and tests with tiny checkpoints
+  MULTITALK_AREA         generation area in pixels, overriding MULTITALK_RESOLUTION (tests use tiny areas)
+  MULTITALK_CHECK_GEOMETRY 0 to accept checkpoints that are not the published 14B geometry (tests)
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ class MultiTalkEngine(Engine):
         self.area = AREAS.get(os.environ.get("MULTITALK_RESOLUTION", "480"), AREAS["480"])
         self.color_strength = float(os.environ.get("MULTITALK_COLOR_MATCH", "1"))
         self.apg = os.environ.get("MULTITALK_APG", "0") == "1"
+        self.device_name = os.environ.get("MULTITALK_DEVICE", "cuda")
+        if os.environ.get("MULTITALK_AREA"):
+            self.area = max(16 * 16, int(os.environ["MULTITALK_AREA"]))
+        self.strict_geometry = os.environ.get("MULTITALK_CHECK_GEOMETRY", "1") != "0"
         self._files: model_files.ModelFiles | None = None
         self._state: dict[str, Any] = {}
 
@@ -76,11 +83,13 @@ class MultiTalkEngine(Engine):
             return Availability(False, f"not installed: {', '.join(missing)} (install the multitalk extra)")
         import torch
 
-        files = model_files.locate(self.model_dir)
-        details: dict[str, object] = {"models": files.summary(), "offload": self.offload}
+        files = model_files.locate(self.model_dir, self.strict_geometry)
+        details: dict[str, object] = {"models": files.summary(), "offload": self.offload, "device": self.device_name}
         if self.offload not in OFFLOAD_MODES:
             return Availability(False, f"MULTITALK_OFFLOAD={self.offload!r}; use one of {OFFLOAD_MODES}", details)
-        if not torch.cuda.is_available():
+        if self.device_name not in ("cuda", "cpu"):
+            return Availability(False, f"MULTITALK_DEVICE={self.device_name!r}; use cuda or cpu", details)
+        if self.device_name == "cuda" and not torch.cuda.is_available():
             return Availability(False, "no CUDA device (torch sees none); the multitalk engine needs a GPU", details)
         if not files.ok:
             return Availability(False, "model files missing or mismatched: " + "; ".join(files.problems), details)
@@ -107,12 +116,13 @@ class MultiTalkEngine(Engine):
         from .loader import load_transformer
         from .pipeline import MultiTalkPipeline
 
-        files = model_files.locate(self.model_dir)
+        files = model_files.locate(self.model_dir, self.strict_geometry)
         if not files.ok:
             raise EngineUnavailable("model files missing or mismatched: " + "; ".join(files.problems), "engine")
-        device = torch.device("cuda")
+        device = torch.device(self.device_name)
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         on_gpu = self.offload == "none"
-        transformer = load_transformer(files, torch.bfloat16, device if on_gpu else "cpu")
+        transformer = load_transformer(files, dtype, device if on_gpu else "cpu")
         if self.offload == "sequential":
             transformer.wan.to(device)  # embedders and head; the blocks move back to the CPU below
             for block, audio_block in zip(transformer.wan.blocks, transformer.audio.audio_blocks, strict=True):
@@ -120,7 +130,7 @@ class MultiTalkEngine(Engine):
                 audio_block.to("cpu")
             transformer.audio.audio_proj.to(device)
             transformer.block_device = device
-        encoders = Wan21Encoders(files, device)
+        encoders = Wan21Encoders(files, device, dtype)
         if on_gpu:
             for module in encoders.modules().values():
                 module.to(device)
@@ -129,6 +139,7 @@ class MultiTalkEngine(Engine):
         self._state = {
             "torch": torch,
             "device": device,
+            "dtype": dtype,
             "transformer": transformer,
             "encoders": encoders,
             "audio": AudioEncoder(files.wav2vec, device),
@@ -137,7 +148,7 @@ class MultiTalkEngine(Engine):
 
     def _residency(self, active: str) -> None:
         """Model offload: only `active` (an encoder name or 'transformer') stays on the GPU."""
-        if self.offload != "model":
+        if self.offload != "model" or self._state["device"].type != "cuda":
             return
         device = self._state["device"]
         modules = {**self._state["encoders"].modules(), "transformer": self._state["transformer"]}
@@ -160,9 +171,10 @@ class MultiTalkEngine(Engine):
             progress((i + 1) / len(inputs.speech))
         state["features"] = features
         shape = (len(features), *features[0].shape)
+        device = state["device"]
         return EngineInfo(
-            device=str(state["torch"].cuda.get_device_name(0)),
-            precision="bf16",
+            device=str(state["torch"].cuda.get_device_name(device)) if device.type == "cuda" else "cpu",
+            precision="bf16" if state["dtype"] == state["torch"].bfloat16 else "fp32",
             models=("Wan2.1-I2V-14B-480P", "MeiGen-MultiTalk", "chinese-wav2vec2-base"),
             feature_shape=tuple(int(x) for x in shape),
         )
