@@ -109,7 +109,7 @@ def test_one_speaker_streaming_and_fps(tmp_path: Path, cache: Path) -> None:
         "sampling": {"steps": 2, "seed": 2, "textGuidance": 1.0, "teaCache": 0.3},
         "output": {"uri": str(tmp_path / "long.mp4")},
     }
-    proc, result = render(tmp_path, cache, request)
+    proc, _result = render(tmp_path, cache, request)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with av.open(str(tmp_path / "long.mp4")) as container:
         count = sum(1 for _ in container.decode(video=0))

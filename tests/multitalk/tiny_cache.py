@@ -11,7 +11,25 @@ from safetensors.torch import save_file
 from multitalk.runner.engines.multitalk import model_files
 
 TEXT_DIM = 32
-WORDS = "a the man woman two people talk talks to camera in bright studio blurry low quality face".split()
+WORDS = [
+    "a",
+    "the",
+    "man",
+    "woman",
+    "two",
+    "people",
+    "talk",
+    "talks",
+    "to",
+    "camera",
+    "in",
+    "bright",
+    "studio",
+    "blurry",
+    "low",
+    "quality",
+    "face",
+]
 
 
 def build(root: Path) -> Path:
