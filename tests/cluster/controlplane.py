@@ -233,10 +233,11 @@ class ControlPlane:
         time.sleep(down_seconds)
         self.start_apiserver()
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 2.0) -> None:
+        # Open watches hold a gracefully stopping API server for seconds: teardown kills soon.
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             if name in self.processes:
-                self.processes[name].stop()
+                self.processes[name].stop(grace)
 
     def cleanup(self) -> None:
         self.stop()

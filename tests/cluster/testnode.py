@@ -151,7 +151,8 @@ class TestNode:
                 pod.process.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
         for thread in self._threads:
-            thread.join(timeout=10)
+            if not thread.name.endswith("_watch"):  # the watch ends at its next event or timeout
+                thread.join(timeout=10)
         if delete_node:
             with contextlib.suppress(ApiException):
                 self.core.delete_node(self.name)
@@ -259,7 +260,7 @@ class TestNode:
                 self._wake.set()
                 stream = watch.Watch()
                 func = self.core.list_namespaced_pod if self.namespace else self.core.list_pod_for_all_namespaces
-                kwargs: dict[str, Any] = {"resource_version": version, "timeout_seconds": 30}
+                kwargs: dict[str, Any] = {"resource_version": version, "timeout_seconds": 10}
                 if self.namespace:
                     kwargs["namespace"] = self.namespace
                 for event in stream.stream(func, **kwargs):
