@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from cluster.session import Cluster
 from cluster.testnode import TestNode
+from cluster.waiting import eventually
 from kubernetes import client
 
 pytestmark = pytest.mark.cluster
-
-T = TypeVar("T")
 
 WIDGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -57,16 +54,6 @@ WIDGET_CRD = {
         ],
     },
 }
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 60, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def widget(name: str, spec: dict[str, Any]) -> str:

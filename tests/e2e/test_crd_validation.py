@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from cluster.session import Cluster
+from cluster.waiting import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -97,7 +98,10 @@ def crd(cluster: Cluster) -> str:
 
 
 def test_crd_is_established_and_explained(cluster: Cluster, crd: str) -> None:
-    explained = cluster.kubectl("explain", "talkingvideo.spec").stdout
+    # The OpenAPI document of a new CRD is published a moment after it is Established.
+    explained = eventually(
+        lambda: cluster.kubectl("explain", "talkingvideo.spec", check=False).stdout, 30, "kubectl explain"
+    )
     assert "speakers" in explained and "output" in explained and "engine" in explained
     field = cluster.kubectl("explain", "tv.spec.speakers.bbox").stdout
     assert "top" in field.lower()
@@ -113,7 +117,9 @@ def test_good_object_applies_and_short_name_lists_it(cluster: Cluster, namespace
     assert "talkingvideo" not in in_all
 
 
-@pytest.mark.parametrize(("index", "where", "value", "words"), [(i, *b) for i, b in enumerate(BAD)], ids=[b[0] for b in BAD])
+@pytest.mark.parametrize(
+    ("index", "where", "value", "words"), [(i, *b) for i, b in enumerate(BAD)], ids=[b[0] for b in BAD]
+)
 def test_bad_object_is_refused_at_apply_naming_the_field(
     cluster: Cluster, namespace: str, crd: str, index: int, where: str, value: Any, words: list[str]
 ) -> None:
