@@ -21,7 +21,7 @@ setup-demo:
 # Render the committed example speech and portrait into out/hello.mp4 on the CPU.
 demo: setup-demo
 	$(BIN)/multitalk-runner render --audio examples/media/hello.wav --image examples/media/portrait.jpg \
-		--out out/hello.mp4 --engine auto --result out/hello.result.json
+		--out out/hello.mp4 --overwrite --engine auto --result out/hello.result.json
 	@echo "wrote out/hello.mp4 (poster out/hello.png, manifest out/hello.json)"
 
 # The whole test suite (what CI runs).
