@@ -546,7 +546,7 @@ class TestNode:
         executable = shutil.which(argv[0], path=env["PATH"])
         if executable is None:
             return 127, f"test node: executable {argv[0]!r} not found"
-        cwd = _remap(container.get("workingDir") or str(root / "home"), mounts)
+        cwd = _remap(container["workingDir"], mounts) if container.get("workingDir") else str(root / "home")
         with (self.workdir / f"{meta['namespace']}_{meta['name']}.log").open("ab") as out:
             process = subprocess.Popen(
                 [executable, *argv[1:]], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
