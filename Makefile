@@ -4,13 +4,16 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 EXTRAS ?= dev
 
-.PHONY: setup setup-demo demo test lint bench clean k8s-bins cluster-up cluster-down demo-cluster
+.PHONY: setup setup-demo demo test lint bench clean lock k8s-bins cluster-up cluster-down demo-cluster
+
+# Lock files (`make lock`): the images install them, CI installs with them as constraints.
+LOCKS = requirements/operator.txt requirements/runner.txt
 
 # Full development environment (every extra, test tools, linters).
-$(BIN)/.installed-$(EXTRAS): pyproject.toml
+$(BIN)/.installed-$(EXTRAS): pyproject.toml $(LOCKS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip==26.3
-	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	$(BIN)/pip install -q $(addprefix -c ,$(LOCKS)) -e '.[$(EXTRAS)]'
 	touch $@
 
 setup: $(BIN)/.installed-$(EXTRAS)
@@ -39,6 +42,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+# Re-pin requirements/*.txt from pyproject.toml in clean venvs (after changing a dependency).
+lock:
+	PYTHON=$(PYTHON) requirements/lock.sh
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -38,6 +38,10 @@ class OperatorSettings(BaseSettings):
     resync_seconds: float = 60.0
     watch_server_timeout: int = 300
     watch_client_timeout: int = 330
+    # UID/GID the runner pod runs as (Pod Security "restricted" needs a non-root user).
+    runner_run_as_user: int = 10001
+    # Bytes of the running pod's log read for the progress line; events/metrics toggles.
+    progress_log_bytes: int = 4096
     # Extra label keys (beyond the built-in allow-list) copied from a TalkingVideo to its Job.
     copy_label_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
-from multitalk.runner.errors import ExitCode, InvalidInput, RunnerError, UsageError
+from multitalk.runner.errors import ExitCode, InvalidInput, Retryable, RunnerError, UsageError
 from multitalk.runner.result import FailureReport, RunResult, Timings
 
 if TYPE_CHECKING:
@@ -52,19 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--image", metavar="URI", help="reference portrait (jpeg, png, webp)")
     r.add_argument("--out", metavar="URI", help="output video: s3://bucket/key.mp4, file:// or a path ending .mp4")
-    r.add_argument("--engine", choices=["auto", "multitalk", "lite", "placeholder"])
+    r.add_argument(
+        "--engine", choices=["auto", "multitalk", "lite", "placeholder"], help="auto: the best available here"
+    )
     r.add_argument("--allow-fallback", action="store_true", default=None, help="let a weaker engine stand in")
-    r.add_argument("--width", type=int)
-    r.add_argument("--height", type=int)
-    r.add_argument("--fps", type=int)
+    r.add_argument("--width", type=int, help="video width, even, 64..1920 (default 480)")
+    r.add_argument("--height", type=int, help="video height, even, 64..1920 (default 480)")
+    r.add_argument("--fps", type=int, help="frames per second, 1..60 (default 25)")
     r.add_argument("--duration", type=float, metavar="SECONDS", help="force the length (trim or pad the speech)")
     r.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse longer speech (default 60)")
-    r.add_argument("--audio-mode", choices=["sequential", "simultaneous"])
-    r.add_argument("--prompt")
-    r.add_argument("--seed", type=int)
+    r.add_argument(
+        "--audio-mode", choices=["sequential", "simultaneous"], help="two speakers: take turns or talk at once"
+    )
+    r.add_argument("--prompt", help="scene description (multitalk engine)")
+    r.add_argument("--seed", type=int, help="random seed")
     r.add_argument("--overwrite", action="store_true", default=None, help="replace an existing video")
     r.add_argument("--endpoint", metavar="URL", help="S3 endpoint (credentials from AWS_* environment variables)")
-    r.add_argument("--region")
+    r.add_argument("--region", help="S3 region")
     r.add_argument(
         "--result",
         metavar="FILE",
@@ -74,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="print no progress (bar or JSON lines)")
     c = sub.add_parser("check", help="print JSON: engines available here and why not, GPU, models, versions")
     c.add_argument("--model-dir", metavar="DIR", help="model cache (default: MULTITALK_MODEL_DIR, else /models)")
+    c.add_argument(
+        "--require",
+        metavar="ENGINE",
+        choices=["multitalk", "lite", "placeholder"],
+        help="exit 4 unless ENGINE (multitalk, lite or placeholder) is available here (`helm test` uses this)",
+    )
     return parser
 
 
@@ -176,6 +187,7 @@ def _render(args: argparse.Namespace) -> int:
     from multitalk.runner.request import RenderRequest
 
     started = time.perf_counter()
+    signal.signal(signal.SIGTERM, _terminated)  # deadline or eviction: clean up, leave a result
     reporter = ProgressReporter(enabled=not args.no_progress)
     pipeline: Pipeline | None = None
     try:
@@ -196,6 +208,10 @@ def _render(args: argparse.Namespace) -> int:
     _write_result(result, _result_path(args.result))
     _summarise(result, reporter.tty)
     return result.exit_code
+
+
+def _terminated(signum: int, frame: object) -> NoReturn:
+    raise Retryable("terminated by SIGTERM (deadline, eviction or cancellation) before the render finished")
 
 
 def _failure(exc: RunnerError, code: ExitCode, pipeline: Pipeline | None) -> RunResult:
@@ -230,11 +246,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
         print(f"multitalk-runner: error: {exc.message}", file=sys.stderr)
+        _write_result(_failure(exc, ExitCode.USAGE, None), _result_path(None))
         return int(ExitCode.USAGE)
     if args.command == "check":
         from multitalk.runner.check import check_report
 
-        print(json.dumps(check_report(_model_dir(args.model_dir)), indent=2))
+        report = check_report(_model_dir(args.model_dir))
+        print(json.dumps(report, indent=2))
+        if args.require and not report["engines"][args.require]["available"]:
+            reason = report["engines"][args.require]["reason"]
+            print(f"multitalk-runner: engine {args.require} is not available: {reason}", file=sys.stderr)
+            return int(ExitCode.ENGINE_UNAVAILABLE)
         return int(ExitCode.OK)
     return _render(args)
 

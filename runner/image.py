@@ -14,6 +14,7 @@ from multitalk.runner.errors import InvalidInput
 FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
 MAX_PIXELS = 40_000_000  # 40 MP: larger headers are refused before any pixel is decoded
 MIN_SIDE = 16
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard, in case a header lies about its size
 
 
 def load_portrait(data: bytes, field: str, width: int, height: int) -> ImageArray:
@@ -24,7 +25,11 @@ def load_portrait(data: bytes, field: str, width: int, height: int) -> ImageArra
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=list(FORMATS))  # reads the header only
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidInput(
+            f"is too large; at most {MAX_PIXELS // 1_000_000} megapixels are accepted ({exc})", field
+        ) from exc
+    except UnidentifiedImageError as exc:
         raise InvalidInput(f"is not a readable jpeg, png or webp image: {exc}", field) from exc
     w, h = img.size
     if w * h > MAX_PIXELS:

@@ -36,6 +36,10 @@ MAX_IMAGE_BYTES = 40 * 1024 * 1024
 
 ProgressFn = Callable[[str, float], None]
 
+# libx264 preset per engine: a test card needs no compression effort; real renders get more.
+X264_PRESETS = {"placeholder": "ultrafast"}
+DEFAULT_X264_PRESET = "veryfast"
+
 
 def runner_version() -> str:
     try:
@@ -71,7 +75,7 @@ class Pipeline:
     request: RenderRequest
     model_dir: Path
     progress: ProgressFn = lambda stage, fraction: None
-    x264_preset: str = "veryfast"
+    x264_preset: str | None = None  # None: per engine (X264_PRESETS)
     started: float = field(default_factory=time.perf_counter)
     timings: Timings = field(default_factory=Timings)
     engine_report: EngineReport | None = None
@@ -122,6 +126,9 @@ class Pipeline:
             model_dir=self.model_dir,
         )
         decode_seconds = time.perf_counter() - t
+        self.audio_report = AudioReport(
+            duration_seconds=round(timeline.duration_seconds, 3), sample_rate=timeline.mux_rate
+        )
 
         t = time.perf_counter()
         self.progress("load", 0.0)
@@ -137,11 +144,8 @@ class Pipeline:
         self.engine_report = self.engine_report.model_copy(
             update={"device": info.device, "precision": info.precision, "models": list(info.models)}
         )
-        self.audio_report = AudioReport(
-            duration_seconds=round(timeline.duration_seconds, 3),
-            sample_rate=timeline.mux_rate,
-            feature_shape=list(info.feature_shape) if info.feature_shape else None,
-        )
+        if info.feature_shape:
+            self.audio_report = self.audio_report.model_copy(update={"feature_shape": list(info.feature_shape)})
 
         scratch = publisher.scratch_video()
         try:
@@ -181,7 +185,13 @@ class Pipeline:
         self.progress("generate", 0.0)
         count = 0
         with Mp4Writer(
-            path, inputs.width, inputs.height, inputs.fps, tl.mux, tl.mux_rate, preset=self.x264_preset
+            path,
+            inputs.width,
+            inputs.height,
+            inputs.fps,
+            tl.mux,
+            tl.mux_rate,
+            preset=self.x264_preset or X264_PRESETS.get(engine.name, DEFAULT_X264_PRESET),
         ) as writer:
             for frame in engine.frames(inputs, lambda f: self.progress("generate", f)):
                 if count == 0:
@@ -234,5 +244,5 @@ class Pipeline:
 
 def _png(rgb: Image) -> bytes:
     buf = io.BytesIO()
-    PILImage.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", optimize=False)
+    PILImage.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -149,7 +150,11 @@ def _read_https(uri: str, field: str, max_bytes: int) -> bytes:
         if exc.code in (401, 403, 404, 410):
             raise StorageRefused(f"{uri} answered HTTP {exc.code}", field) from exc
         raise Retryable(f"{uri} answered HTTP {exc.code}", field) from exc
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLCertVerificationError):
+            raise StorageRefused(f"{uri}: TLS certificate not trusted ({exc.reason.verify_message})", field) from exc
+        raise Retryable(f"could not fetch {uri}: {exc.reason}", field) from exc
+    except (TimeoutError, OSError) as exc:
         raise Retryable(f"could not fetch {uri}: {exc}", field) from exc
     _check_size(len(data), max_bytes, field)
     return data

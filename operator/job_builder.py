@@ -1,0 +1,229 @@
+"""TalkingVideo + operator settings -> the batch/v1 Job manifest that renders it (pure).
+
+The Job is created once and never re-patched (Kueue owns `suspend` and may add node
+selectors); ownerReferences are added by the handler. Everything a user might tune is
+passed through from the spec, everything else is the secure default: restricted Pod
+Security, no API token, read-only root filesystem with an emptyDir for scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from multitalk.operator import api
+from multitalk.operator.settings import OperatorSettings
+from multitalk.runner.errors import PERMANENT_EXIT_CODES
+
+CONTAINER = "runner"
+SCRATCH_PATH = "/tmp"
+RESULT_PATH = "/dev/termination-log"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# Our own labels and annotations on children.
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_TV_UID = f"{api.GROUP}/talkingvideo-uid"
+ANNOTATION_TV_NAME = f"{api.GROUP}/talkingvideo"
+ANNOTATION_REQUEST_HASH = f"{api.GROUP}/request-sha256"
+ANNOTATION_GENERATION = f"{api.GROUP}/generation"
+
+# Labels copied from a TalkingVideo to its Job and pod (plus settings.copy_label_keys).
+DEFAULT_COPY_LABELS = ("app.kubernetes.io/part-of", "team", "owner", "cost-center", "project")
+# Never copied, even when configured: GitOps tools would prune or adopt the children,
+# and Kueue / our own keys have meanings of their own.
+DENIED_LABEL_PREFIXES = ("argocd.argoproj.io/", "kueue.x-k8s.io/", f"{api.GROUP}/", "batch.kubernetes.io/")
+DENIED_LABELS = ("app.kubernetes.io/instance", LABEL_NAME, LABEL_MANAGED_BY, "job-name", "controller-uid")
+
+GPU_RESOURCE = "nvidia.com/gpu"
+_MAX_NAME = 63  # Job names become pod label values (batch.kubernetes.io/job-name)
+
+
+def job_name(tv_name: str, tv_uid: str) -> str:
+    """Deterministic child name: readable prefix + hash of the owner's identity.
+
+    The uid makes a re-created TalkingVideo of the same name get a new Job instead of
+    colliding with the old one's Job while the garbage collector removes it.
+    """
+    digest = hashlib.sha256(f"{tv_name}/{tv_uid}".encode()).hexdigest()[:8]
+    prefix = tv_name[: _MAX_NAME - len(digest) - 1].rstrip("-.")
+    return f"{prefix}-{digest}"
+
+
+def request_json(spec: api.TalkingVideoSpec) -> str:
+    """MULTITALK_REQUEST: compact, key-sorted so its hash is stable."""
+    return json.dumps(api.render_request(spec).wire(), separators=(",", ":"), sort_keys=True)
+
+
+def request_hash(spec: api.TalkingVideoSpec) -> str:
+    return hashlib.sha256(request_json(spec).encode()).hexdigest()
+
+
+def copied_labels(labels: Mapping[str, str] | None, extra_keys: list[str]) -> dict[str, str]:
+    allowed = set(DEFAULT_COPY_LABELS) | set(extra_keys)
+    out = {}
+    for key, value in (labels or {}).items():
+        if key not in allowed or key in DENIED_LABELS or key.startswith(DENIED_LABEL_PREFIXES):
+            continue
+        out[key] = value
+    return out
+
+
+def _resources(spec: api.TalkingVideoSpec, settings: OperatorSettings) -> dict[str, Any]:
+    if spec.runner.resources is not None and (spec.runner.resources.limits or spec.runner.resources.requests):
+        return spec.runner.resources.wire()
+    data = json.loads(settings.runner_resources)
+    if not isinstance(data, dict):
+        raise ValueError("MULTITALK_RUNNER_RESOURCES must be a JSON object (a ResourceRequirements)")
+    return data
+
+
+def _wants_gpu(resources: Mapping[str, Any]) -> bool:
+    return any(GPU_RESOURCE in (resources.get(kind) or {}) for kind in ("limits", "requests"))
+
+
+def _env(spec: api.TalkingVideoSpec, settings: OperatorSettings, model_path: str | None) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "MULTITALK_REQUEST", "value": request_json(spec)},
+        {"name": "MULTITALK_RESULT_PATH", "value": RESULT_PATH},
+        # Read-only root filesystem: every cache and temp file lives in the scratch emptyDir.
+        {"name": "HOME", "value": SCRATCH_PATH},
+        {"name": "TMPDIR", "value": SCRATCH_PATH},
+        {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_PATH}/.cache"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    if model_path:
+        env.append({"name": "MULTITALK_MODEL_DIR", "value": model_path})
+    secret = spec.storage.secret_ref.name if spec.storage.secret_ref else settings.storage_secret_name
+    if secret:
+        # The operator never reads the Secret: the kubelet resolves it for the pod.
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    endpoint = spec.storage.endpoint or settings.storage_endpoint
+    if endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL_S3", "value": endpoint})
+    region = spec.storage.region or settings.storage_region
+    if region:
+        env.append({"name": "AWS_REGION", "value": region})
+    env.extend(var.wire() for var in spec.runner.env)
+    return env
+
+
+def build_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """The Job manifest for one TalkingVideo (without ownerReferences)."""
+    meta = tv.get("metadata", {})
+    name, namespace, uid = meta["name"], meta.get("namespace"), meta.get("uid", "")
+    labels = copied_labels(meta.get("labels"), settings.copy_label_keys)
+    own_labels = {
+        LABEL_NAME: "multitalk-runner",
+        LABEL_MANAGED_BY: "multitalk-operator",
+        LABEL_TV_UID: uid,
+    }
+    queue = spec.scheduling.queue_name or settings.queue_name
+    job_labels = {**labels, **own_labels}
+    if queue:
+        job_labels[KUEUE_QUEUE_LABEL] = queue
+
+    resources = _resources(spec, settings)
+    claim = spec.model_cache.claim_name if spec.model_cache else settings.model_cache_claim
+    mount_path = spec.model_cache.mount_path if spec.model_cache else settings.model_cache_mount_path
+
+    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH_PATH}]
+    if claim:
+        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        mounts.append({"name": "models", "mountPath": mount_path, "readOnly": True})
+
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.runner.image or settings.runner_image,
+        "imagePullPolicy": settings.runner_image_pull_policy,
+        "command": ["multitalk-runner", "render"],
+        "env": _env(spec, settings, mount_path if claim else None),
+        "resources": resources,
+        "volumeMounts": mounts,
+        "terminationMessagePath": RESULT_PATH,
+        # A runner that dies before writing its result leaves the log tail instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+
+    tolerations = [t.wire() for t in spec.scheduling.tolerations]
+    if _wants_gpu(resources) and not any(t.get("key") == GPU_RESOURCE for t in tolerations):
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.runner_run_as_user,
+            "runAsGroup": settings.runner_run_as_user,
+            "fsGroup": settings.runner_run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if spec.scheduling.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.scheduling.node_selector)
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if spec.scheduling.affinity:
+        pod_spec["affinity"] = dict(spec.scheduling.affinity)
+    if spec.scheduling.priority_class_name:
+        pod_spec["priorityClassName"] = spec.scheduling.priority_class_name
+    runtime_class = spec.scheduling.runtime_class_name or settings.runtime_class_name
+    if runtime_class:
+        pod_spec["runtimeClassName"] = runtime_class
+
+    job_spec: dict[str, Any] = {
+        # Kueue admits a queued Job by un-suspending it; without a queue, spec.suspend holds it.
+        "suspend": bool(queue) or spec.suspend,
+        "backoffLimit": spec.backoff_limit,
+        "activeDeadlineSeconds": spec.active_deadline_seconds,
+        "podReplacementPolicy": "Failed",
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER,
+                        "operator": "In",
+                        "values": [int(code) for code in PERMANENT_EXIT_CODES],
+                    },
+                },
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
+        "template": {
+            "metadata": {"labels": {**labels, **own_labels}},
+            "spec": pod_spec,
+        },
+    }
+    if spec.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(name, uid),
+            "namespace": namespace,
+            "labels": job_labels,
+            "annotations": {
+                ANNOTATION_TV_NAME: name,
+                ANNOTATION_REQUEST_HASH: request_hash(spec),
+                ANNOTATION_GENERATION: str(meta.get("generation", 1)),
+            },
+        },
+        "spec": job_spec,
+    }

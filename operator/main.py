@@ -1,0 +1,41 @@
+"""`multitalk-operator`: run the kopf operator with the settings from MULTITALK_* variables."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import kopf
+
+from multitalk.operator import metrics
+from multitalk.operator.settings import OperatorSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="multitalk-operator",
+        description="Turn TalkingVideo objects into GPU Jobs and report their status. "
+        "Configured by MULTITALK_* environment variables (see operator/settings.py).",
+    )
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    settings = OperatorSettings()
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Importing registers the handlers with kopf's default registry.
+    from multitalk.operator import handlers  # noqa: F401
+
+    metrics.serve(settings.metrics_port)
+    kopf.run(
+        standalone=True,  # one replica (Deployment strategy Recreate): no peering objects needed
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""The generated CRD: fresh, structural, and refusing bad objects with messages naming the field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from schema_check import validate
+
+from multitalk.operator import crd
+from multitalk.operator.api import parse_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("**/*.yaml"))
+CRD = crd.crd_manifest()
+
+
+def _talkingvideos(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "TalkingVideo"]
+
+
+def test_checked_in_crd_is_fresh() -> None:
+    assert crd.CRD_PATH.read_text() == crd.render_yaml(), "run: python -m multitalk.operator.crd"
+    assert crd.main(["--check"]) == 0
+
+
+def test_check_detects_a_stale_file(tmp_path: Path) -> None:
+    stale = tmp_path / "crd.yaml"
+    stale.write_text(crd.render_yaml().replace("shortNames", "shortNamez"))
+    assert crd.main(["--check", "--out", str(stale)]) == 1
+
+
+def test_names_columns_and_subresources() -> None:
+    spec = CRD["spec"]
+    assert spec["names"]["shortNames"] == ["tv"]
+    assert spec["names"]["categories"] == ["multitalk"]
+    version = spec["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert list(columns) == ["Phase", "Engine", "Progress", "Duration", "Age", "Output", "Node", "Message"]
+    assert columns["Engine"]["jsonPath"] == ".status.engine.name"
+    assert all(columns[n].get("priority") == 1 for n in ("Output", "Node", "Message"))
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    if isinstance(node, dict):
+        out.append((path, node))
+        for key, sub in node.get("properties", {}).items():
+            out.extend(_walk(sub, f"{path}.{key}"))
+        if isinstance(node.get("items"), dict):
+            out.extend(_walk(node["items"], f"{path}[]"))
+        if isinstance(node.get("additionalProperties"), dict):
+            out.extend(_walk(node["additionalProperties"], f"{path}{{}}"))
+    return out
+
+
+def test_schema_is_structural_and_explained() -> None:
+    schema = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    forbidden = {"anyOf", "oneOf", "allOf", "$ref", "prefixItems", "title", "const", "nullable"}
+    for path, node in _walk(schema):
+        assert not forbidden & set(node), f"{path} has {forbidden & set(node)}"
+        assert "type" in node or node.get("x-kubernetes-int-or-string"), f"{path} has no type"
+        if path.startswith(".spec") and path.count(".") <= 2 and "[]" not in path and "{}" not in path:
+            assert node.get("description"), f"{path} needs a description for kubectl explain"
+    status = schema["properties"]["status"]["properties"]
+    assert status["conditions"]["x-kubernetes-list-type"] == "map"
+    for field in (
+        "observedGeneration",
+        "phase",
+        "startTime",
+        "completionTime",
+        "durationSeconds",
+        "job",
+        "pod",
+        "attempts",
+        "engine",
+        "timings",
+        "audio",
+        "progress",
+        "output",
+        "lastFailure",
+    ):
+        assert field in status, field
+    assert "queueSeconds" in status["timings"]["properties"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_validate(path: Path) -> None:
+    docs = _talkingvideos(path)
+    assert docs, f"{path} has no TalkingVideo"
+    for doc in docs:
+        assert validate(doc, CRD) == []
+        parse_spec(doc["spec"])  # the operator agrees with the API server
+
+
+def test_examples_exist() -> None:
+    assert len(EXAMPLES) >= 3
+
+
+MINIMAL = _talkingvideos(ROOT / "examples" / "talkingvideo-minimal.yaml")[0]
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(MINIMAL)
+    node: Any = obj
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+    last = parts[-1]
+    if value is _DELETE:
+        del node[last]
+    elif last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return obj
+
+
+_DELETE = object()
+
+BAD = [
+    ("spec.engine", "magic", "spec.engine"),
+    ("spec.speakers", [], "spec.speakers"),
+    ("spec.speakers", [{"audio": "s3://b-b/a.wav"}] * 3, "spec.speakers"),
+    ("spec.speakers.0.audio", "/data/voice.wav", "spec.speakers[0].audio"),
+    ("spec.speakers.0.audio", "file:///voice.wav", "spec.speakers[0].audio"),
+    ("spec.speakers.0.bbox", [10, 0, 5, 20], "spec.speakers[0].bbox"),
+    ("spec.speakers.0.bbox", [1, 2, 3], "spec.speakers[0].bbox"),
+    ("spec.speakers.0.bbox", [0, 30, 10, 20], "spec.speakers[0].bbox"),
+    (
+        "spec",
+        {"speakers": [{"audio": "s3://bkt/a.wav"}, {"audio": "s3://bkt/b.wav"}], "output": {"uri": "s3://bkt/o.mp4"}},
+        "spec.image",
+    ),
+    ("spec.image", "portrait.jpg", "spec.image"),
+    ("spec.output.uri", "s3://media-out/hello.mov", "spec.output.uri"),
+    ("spec.output.uri", "file:///out/hello.mp4", "spec.output.uri"),
+    ("spec.output", _DELETE, "spec.output"),
+    ("spec.video", {"width": 481}, "spec.video.width"),
+    ("spec.video", {"width": 4096}, "spec.video.width"),
+    ("spec.video", {"fps": 0}, "spec.video.fps"),
+    ("spec.video", {"durationSeconds": 90, "maxDurationSeconds": 60}, "spec.video.durationSeconds"),
+    ("spec.sampling", {"steps": 500}, "spec.sampling.steps"),
+    ("spec.sampling", {"loras": [{"path": "loras/../../etc/x.safetensors"}]}, "spec.sampling.loras[0].path"),
+    ("spec.audioMode", "karaoke", "spec.audioMode"),
+    ("spec.allowFallback", True, "spec.allowFallback"),
+    ("spec.backoffLimit", -1, "spec.backoffLimit"),
+    ("spec.pendingDeadlineSeconds", 5, "spec.pendingDeadlineSeconds"),
+    ("spec.storage", {"endpoint": "minio:9000"}, "spec.storage.endpoint"),
+    ("spec.storage", {"secretRef": {"name": "S3_Creds"}}, "spec.storage.secretRef.name"),
+    ("spec.runner", {"env": [{"name": "MULTITALK_REQUEST", "value": "{}"}]}, "spec.runner.env[0].name"),
+    ("spec.scheduling", {"queueName": "GPU Queue"}, "spec.scheduling.queueName"),
+    ("spec.colour", "red", "spec.colour"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "field"), BAD, ids=[f"{b[0]}={b[1]!r}"[:60] for b in BAD])
+def test_bad_specs_are_refused_naming_the_field(path: str, value: Any, field: str) -> None:
+    errors = validate(_with(path, value), CRD)
+    assert errors, "the API server would accept this"
+    assert any(e.startswith(field) for e in errors), errors
+
+
+def test_at_least_fifteen_bad_specs() -> None:
+    assert len(BAD) >= 15
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("spec.prompt", "a different scene"),
+        ("spec.output", {"uri": "s3://media-out/other.mp4"}),
+        ("spec.speakers", [{"audio": "s3://media-in/other.wav"}]),
+        ("spec.image", _DELETE),
+        ("spec.video", {"width": 640}),
+        ("spec.runner", {"image": "evil/runner:latest"}),
+    ],
+)
+def test_render_fields_are_immutable(path: str, value: Any) -> None:
+    errors = validate(_with(path, value), CRD, old=MINIMAL)
+    assert any("immutable" in e or "cannot be added or removed" in e for e in errors), errors
+
+
+def test_suspend_and_pending_deadline_may_change() -> None:
+    assert validate(_with("spec.suspend", True), CRD, old=MINIMAL) == []
+    assert validate(_with("spec.pendingDeadlineSeconds", 3600), CRD, old=MINIMAL) == []
+
+
+def test_adding_an_optional_field_later_is_refused() -> None:
+    errors = validate(_with("spec.modelCache", {"claimName": "models"}), CRD, old=MINIMAL)
+    assert any(e.startswith("spec.modelCache") for e in errors), errors
+
+
+def test_operator_and_schema_agree_on_bad_specs() -> None:
+    """Every spec the schema refuses, the operator's own validation refuses too (InvalidSpec)."""
+    from multitalk.operator.api import InvalidSpecError
+
+    for path, value, _ in BAD:
+        with pytest.raises(InvalidSpecError):
+            parse_spec(_with(path, value)["spec"])

@@ -1,0 +1,213 @@
+"""compute_status on recorded Job/pod states: every reason, and contradictory states."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from multitalk.operator.status import compute_status, derive_phase, human_duration, parse_time
+
+FIXTURES = Path(__file__).parent / "fixtures"
+STATES = sorted(p.stem for p in (FIXTURES / "states").glob("*.yaml"))
+
+
+def load_tv() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((FIXTURES / "talkingvideo.yaml").read_text())
+    return data
+
+
+def load_state(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((FIXTURES / "states" / f"{name}.yaml").read_text())
+    return data
+
+
+def run_state(name: str) -> tuple[dict[str, Any], Any]:
+    state = load_state(name)
+    tv = load_tv()
+    if state.get("old_status"):
+        tv["status"] = state["old_status"]
+    now = parse_time(state["now"])
+    assert now is not None
+    progress = tuple(state["progress"]) if state.get("progress") else None
+    rec = compute_status(tv, state["job"], state["pods"], now, progress)  # type: ignore[arg-type]
+    return state, rec
+
+
+def conds(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+@pytest.mark.parametrize("name", STATES)
+def test_recorded_state(name: str) -> None:
+    state, rec = run_state(name)
+    expect = state["expect"]
+    status = rec.status
+    assert status["phase"] == expect["phase"], status
+    got = conds(status)
+    assert [c["type"] for c in status["conditions"]] == ["Accepted", "Admitted", "Running", "Complete", "Failed"]
+    for kind, (want_status, want_reason) in expect["conditions"].items():
+        assert (got[kind]["status"], got[kind]["reason"]) == (want_status, want_reason), got[kind]
+        assert got[kind]["message"], "every condition explains itself"
+        assert got[kind]["observedGeneration"] == 1
+    assert status["observedGeneration"] == 1
+    if "message_contains" in expect:
+        assert expect["message_contains"] in status["message"], status["message"]
+    if "lastFailure" in expect:
+        assert status["lastFailure"]["reason"] == expect["lastFailure"]
+        assert status["lastFailure"]["message"]
+    if "logTail_contains" in expect:
+        assert expect["logTail_contains"] in status["lastFailure"]["logTail"]
+    if "attempts_failed" in expect:
+        assert status["attempts"]["failed"] == expect["attempts_failed"]
+    if "engine" in expect:
+        assert status["engine"]["name"] == expect["engine"]
+        assert status["timings"]["generateSeconds"] > 0
+        assert status["audio"]["sampleRate"] == 16000
+    if "output" in expect:
+        assert status["output"]["uri"] == expect["output"]
+    if "durationSeconds" in expect:
+        assert status["durationSeconds"] == expect["durationSeconds"]
+        assert status["duration"] == human_duration(expect["durationSeconds"])
+    if "progressText" in expect:
+        assert status["progressText"] == expect["progressText"]
+    if "queueSeconds" in expect:
+        assert status["timings"]["queueSeconds"] == expect["queueSeconds"]
+    assert rec.delete_job == bool(expect.get("delete_job"))
+    assert not rec.create_job
+    if status["phase"] == "Failed":
+        assert any(e.type == "Warning" and e.reason == got["Failed"]["reason"] for e in rec.events)
+        assert status["completionTime"]
+
+
+def test_secrets_never_reach_status() -> None:
+    for name in STATES:
+        _, rec = run_state(name)
+        assert "s3-creds" not in str(rec.status) or name == "container_config_error"
+
+
+def test_new_object_asks_for_a_job_then_queues() -> None:
+    tv = load_tv()
+    now = dt.datetime(2026, 11, 25, 10, 0, 1, tzinfo=dt.UTC)
+    rec = compute_status(tv, None, [], now)
+    assert rec.create_job
+    assert rec.status["phase"] == "Pending"
+    assert conds(rec.status)["Accepted"]["status"] == "True"
+
+
+def test_suspended_object_gets_no_job() -> None:
+    tv = load_tv()
+    tv["spec"]["suspend"] = True
+    rec = compute_status(tv, None, [], dt.datetime(2026, 11, 25, 10, 0, 1, tzinfo=dt.UTC))
+    assert not rec.create_job
+    assert rec.status["phase"] == "Suspended"
+
+
+def test_invalid_spec_fails_without_a_job() -> None:
+    tv = load_tv()
+    tv["spec"]["video"] = {"width": 481}
+    tv["spec"]["speakers"][0]["audio"] = "/data/voice.wav"
+    rec = compute_status(tv, None, [], dt.datetime(2026, 11, 25, 10, 0, 1, tzinfo=dt.UTC))
+    assert not rec.create_job
+    assert rec.status["phase"] == "Failed"
+    failed = conds(rec.status)["Failed"]
+    assert failed["reason"] == "InvalidSpec"
+    assert "spec.video.width" in failed["message"] and "spec.speakers.0.audio" in failed["message"]
+    assert conds(rec.status)["Accepted"]["status"] == "False"
+
+
+def test_terminal_status_survives_the_job_ttl() -> None:
+    _, rec = run_state("complete")
+    tv = load_tv()
+    tv["status"] = rec.status
+    later = dt.datetime(2026, 11, 26, 11, 0, tzinfo=dt.UTC)
+    after_ttl = compute_status(tv, None, [], later)
+    assert after_ttl.status == rec.status
+    assert not after_ttl.events and not after_ttl.create_job
+
+
+def test_recompute_is_stable_and_keeps_transition_times() -> None:
+    state, first = run_state("running")
+    tv = load_tv()
+    tv["status"] = first.status
+    now = parse_time(state["now"])
+    assert now is not None
+    again = compute_status(tv, state["job"], state["pods"], now + dt.timedelta(minutes=5), ("generate", 42.0))
+    assert again.status["conditions"] == first.status["conditions"]
+    assert not again.events, "no transition, no event"
+
+
+def test_progress_is_kept_between_log_reads() -> None:
+    state, first = run_state("running")
+    tv = load_tv()
+    tv["status"] = first.status
+    now = parse_time(state["now"])
+    assert now is not None
+    again = compute_status(tv, state["job"], state["pods"], now, None)
+    assert again.status["progress"] == {"stage": "generate", "percent": 42.0}
+
+
+def test_terminal_never_reverts() -> None:
+    _, failed = run_state("invalid_input")
+    state = load_state("running")
+    tv = load_tv()
+    tv["status"] = failed.status
+    now = parse_time(state["now"])
+    assert now is not None
+    # A contradictory later view (Job running again) must not un-fail the object.
+    rec = compute_status(tv, state["job"], state["pods"], now)
+    assert rec.status["phase"] in ("Running", "Failed")
+    failed_job = load_state("invalid_input")["job"]
+    rec2 = compute_status(tv, failed_job, [], now)
+    assert rec2.status["phase"] == "Failed"
+
+
+def test_transitions_emit_events() -> None:
+    tv = load_tv()
+    queued = load_state("queued_in_kueue")
+    now = parse_time(queued["now"])
+    assert now is not None
+    rec = compute_status(tv, queued["job"], [], now)
+    assert [(e.type, e.reason) for e in rec.events] == [("Normal", "Valid"), ("Normal", "QueuedInKueue")]
+    tv["status"] = rec.status
+    running = load_state("running")
+    rec2 = compute_status(copy.deepcopy(tv), running["job"], running["pods"], now)
+    reasons = [e.reason for e in rec2.events]
+    assert "Admitted" in reasons and "PodRunning" in reasons
+    assert conds(rec2.status)["Accepted"]["lastTransitionTime"] == conds(rec.status)["Accepted"]["lastTransitionTime"]
+
+
+def test_spec_change_after_job_is_ignored_with_a_warning() -> None:
+    from multitalk.operator import api, job_builder
+
+    tv = load_tv()
+    running = load_state("running")
+    job = copy.deepcopy(running["job"])
+    job["metadata"]["annotations"][job_builder.ANNOTATION_REQUEST_HASH] = job_builder.request_hash(
+        api.parse_spec(tv["spec"])
+    )
+    now = parse_time(running["now"])
+    assert now is not None
+    first = compute_status(tv, job, running["pods"], now)
+    tv["status"] = first.status
+    tv["spec"]["prompt"] = "Something else."
+    tv["metadata"]["generation"] = 2
+    rec = compute_status(tv, job, running["pods"], now)
+    assert conds(rec.status)["Accepted"]["reason"] == "SpecChangeIgnored"
+    assert [e.reason for e in rec.events] == ["SpecChangeIgnored"]
+    assert rec.status["observedGeneration"] == 2
+    assert rec.status["phase"] == "Running"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.9, "59s"), (83, "1m23s"), (3700, "1h1m")])
+def test_human_duration(seconds: float, text: str) -> None:
+    assert human_duration(seconds) == text
+
+
+def test_phase_order() -> None:
+    assert derive_phase({"Failed": {"status": "True"}, "Complete": {"status": "True"}}) == "Failed"
+    assert derive_phase({"Admitted": {"status": "False", "reason": "QueuedInKueue"}}) == "Queued"
