@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -85,6 +84,7 @@ class RunningPod:
     process: subprocess.Popen[bytes] | None = None
     started_at: str = field(default_factory=now)
     killed: bool = False
+    deleting: bool = False
 
 
 class TestNode:
@@ -99,6 +99,7 @@ class TestNode:
         mode: str = "run",
         labels: dict[str, str] | None = None,
         namespace: str | None = None,
+        namespaces: set[str] | None = None,
         max_pods: int = 110,
         workers: int = 8,
     ) -> None:
@@ -116,7 +117,8 @@ class TestNode:
             "nvidia.com/gpu.present": "true",
             **(labels or {}),
         }
-        self.namespace = namespace
+        # Pods of these namespaces only (None: every namespace); `adopt` adds one.
+        self.namespaces: set[str] | None = {namespace} if namespace else namespaces
         self.max_pods = max_pods
         self.workdir = Path(tempfile.mkdtemp(prefix=f"testnode-{name}-"))
         self._pods: dict[str, dict[str, Any]] = {}  # uid -> latest pod object (raw JSON)
@@ -244,10 +246,7 @@ class TestNode:
 
     # --- watching pods -------------------------------------------------------------------
     def _list(self) -> tuple[list[dict[str, Any]], str]:
-        if self.namespace:
-            reply = self.core.list_namespaced_pod(self.namespace, _preload_content=False)
-        else:
-            reply = self.core.list_pod_for_all_namespaces(_preload_content=False)
+        reply = self.core.list_pod_for_all_namespaces(_preload_content=False)
         data = json.loads(reply.data)
         return data["items"], data["metadata"]["resourceVersion"]
 
@@ -259,11 +258,8 @@ class TestNode:
                     self._pods = {pod["metadata"]["uid"]: pod for pod in items}
                 self._wake.set()
                 stream = watch.Watch()
-                func = self.core.list_namespaced_pod if self.namespace else self.core.list_pod_for_all_namespaces
-                kwargs: dict[str, Any] = {"resource_version": version, "timeout_seconds": 10}
-                if self.namespace:
-                    kwargs["namespace"] = self.namespace
-                for event in stream.stream(func, **kwargs):
+                func = self.core.list_pod_for_all_namespaces
+                for event in stream.stream(func, resource_version=version, timeout_seconds=10):
                     if self._stop.is_set():
                         stream.stop()
                         break
@@ -292,9 +288,28 @@ class TestNode:
             except Exception:
                 log.exception("test node pass failed")
 
+    def adopt(self, namespace: str) -> None:
+        """Also play the node for the pods of ``namespace``."""
+        if self.namespaces is not None:
+            self.namespaces.add(namespace)
+            self._wake.set()
+
+    def kill(self, namespace: str, name: str, sig: int = signal.SIGKILL) -> bool:
+        """Kill a pod's container process (a crash; the restart policy decides what follows)."""
+        with self._lock:
+            found = [r for r in self._running.values() if (r.namespace, r.name) == (namespace, name)]
+        for running in found:
+            if running.process and running.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(running.process.pid, sig)
+                return True
+        return False
+
     def _reconcile(self) -> None:
         with self._lock:
             pods = list(self._pods.values())
+        if self.namespaces is not None:
+            pods = [p for p in pods if p["metadata"]["namespace"] in self.namespaces]
         mine = [p for p in pods if p["spec"].get("nodeName") == self.name]
         used = sum(gpu_request(p) for p in mine if p.get("status", {}).get("phase") not in ("Succeeded", "Failed"))
         count = len([p for p in mine if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")])
@@ -425,10 +440,41 @@ class TestNode:
                 ],
             },
         )
-        try:
-            code, message = self._run(pod, running)
-        except Exception as error:  # could not start the process: what a kubelet reports as a failed start
-            code, message = 128, f"test node could not start the container: {error}"
+        policy = pod["spec"].get("restartPolicy", "Always")
+        restarts = 0
+        while True:
+            try:
+                code, message = self._run(pod, running)
+            except Exception as error:  # could not start the process: what a kubelet reports as a failed start
+                code, message = 128, f"test node could not start the container: {error}"
+            if self._stop.is_set() or running.deleting or policy == "Never" or (policy == "OnFailure" and code == 0):
+                break
+            # Restart in place like a kubelet (CrashLoopBackOff, with a shorter back-off).
+            restarts += 1
+            last = {"exitCode": code, "reason": "Error" if code else "Completed", "startedAt": running.started_at}
+            last["finishedAt"] = now()
+            self._stop.wait(min(0.5 * 2 ** (restarts - 1), 5))
+            running.started_at = now()
+            self._patch_status(
+                pod,
+                {
+                    "containerStatuses": [
+                        {
+                            "name": container["name"],
+                            "image": container.get("image", ""),
+                            "imageID": "",
+                            "containerID": f"local://{meta['uid']}/{restarts}",
+                            "ready": True,
+                            "started": True,
+                            "restartCount": restarts,
+                            "state": {"running": {"startedAt": running.started_at}},
+                            "lastState": {"terminated": last},
+                        }
+                    ]
+                },
+            )
+        if running.deleting:
+            return  # the deletion posts nothing more: the object goes away
         self._post_terminated(pod, running, code, message, extra=base)
 
     def _post_terminated(
@@ -507,6 +553,10 @@ class TestNode:
                 env[name] = value
         # Container paths of volume mounts live in per-pod local folders here.
         env = {k: _remap(v, mounts) for k, v in env.items()}
+        if pod["spec"].get("automountServiceAccountToken", True):
+            # A kubelet mounts a bound service-account token; here the process gets a
+            # kubeconfig with that token (in-cluster loaders read fixed paths).
+            env.setdefault("KUBECONFIG", str(self._service_account_kubeconfig(pod, mounts["__home__"])))
         base = {
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(mounts.get("__home__", self.workdir)),
@@ -514,6 +564,36 @@ class TestNode:
             "LANG": "C.UTF-8",
         }
         return {**base, **env}
+
+    def _service_account_kubeconfig(self, pod: dict[str, Any], directory: Path) -> Path:
+        meta = pod["metadata"]
+        account = pod["spec"].get("serviceAccountName") or "default"
+        bound = {"kind": "Pod", "apiVersion": "v1", "name": meta["name"], "uid": meta["uid"]}
+        request = {"spec": {"audiences": [], "expirationSeconds": 3600, "boundObjectRef": bound}}
+        token = self.core.create_namespaced_service_account_token(account, meta["namespace"], request).status.token
+        configuration = self.core.api_client.configuration
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "in-cluster",
+                    "cluster": {"server": configuration.host, "certificate-authority": configuration.ssl_ca_cert},
+                }
+            ],
+            "users": [{"name": account, "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": "in-cluster",
+                    "context": {"cluster": "in-cluster", "user": account, "namespace": meta["namespace"]},
+                }
+            ],
+            "current-context": "in-cluster",
+        }
+        path = directory / "serviceaccount.kubeconfig"
+        path.write_text(json.dumps(config))
+        path.chmod(0o600)
+        return path
 
     def _secret(self, namespace: str, name: str) -> dict[str, str]:
         import base64
@@ -566,6 +646,8 @@ class TestNode:
         meta = pod["metadata"]
         with self._lock:
             running = self._running.get(meta["uid"])
+        if running is not None:
+            running.deleting = True
         if running and running.process and running.process.poll() is None:
             running.killed = True
             grace = int(pod["spec"].get("terminationGracePeriodSeconds", 30) or 0)
@@ -576,12 +658,8 @@ class TestNode:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(running.process.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while running is not None and time.monotonic() < deadline:
-            with self._lock:
-                if meta["uid"] not in self._running:
-                    break
-            time.sleep(0.1)
+        with self._lock:
+            self._running.pop(meta["uid"], None)
         with contextlib.suppress(ApiException):
             self.core.delete_namespaced_pod(
                 meta["name"],
