@@ -102,7 +102,6 @@ class FaceWarp:
         self.source: Image = np.ascontiguousarray(image[y0:y1, x0:x1])
         h, w = y1 - y0, x1 - x0
         pts = (face.points - np.array([x0, y0], dtype=np.float32)).astype(np.float32)
-        self._pts = pts
         xs = np.arange(w, dtype=np.float32)
         ys = np.arange(h, dtype=np.float32)
         grid_x, grid_y = np.meshgrid(xs, ys)
