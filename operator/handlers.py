@@ -163,7 +163,7 @@ class Reconciler:
             job = await self._call("get_job", self.kube.get_job(namespace, recorded))
 
         pods: list[dict[str, Any]] = []
-        if job is not None:
+        if job is not None and _may_have_pods(job):
             pods = await self._call("list_pods", self.kube.list_job_pods(namespace, job["metadata"]["name"]))
         progress = await self._progress(namespace, pods) if read_progress else None
 
@@ -258,6 +258,13 @@ class Reconciler:
             metrics.QUEUE_SECONDS.observe(queue)
         if status.get("durationSeconds") is not None:
             metrics.RENDER_SECONDS.labels(engine=engine).observe(status["durationSeconds"])
+
+
+def _may_have_pods(job: dict[str, Any]) -> bool:
+    """A Job still waiting in its queue has never had pods: skip the LIST (most objects, at scale)."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    never_ran = not any(status.get(k) for k in ("startTime", "active", "failed", "succeeded", "terminating"))
+    return not (spec.get("suspend") and never_ran)
 
 
 def _state(memo: Any) -> Reconciler:

@@ -129,7 +129,10 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.audio.s
 def _concat(parts: list[npt.NDArray[np.float32]]) -> Audio:
     if not parts:
         return np.zeros(0, dtype=np.float32)
-    return np.clip(np.concatenate(parts), -1.0, 1.0).astype(np.float32, copy=False)
+    out: Audio = np.concatenate(parts)
+    parts.clear()  # the pieces can go before the clip; long speech stays at one copy
+    np.clip(out, -1.0, 1.0, out=out)
+    return out
 
 
 def build_timeline(
@@ -173,6 +176,8 @@ def build_timeline(
 
 
 def _place(audio: Audio, offset: int, total: int) -> Audio:
+    if offset == 0 and len(audio) == total:
+        return audio  # already in place (one speaker, natural length): no second copy of long speech
     out = np.zeros(total, dtype=np.float32)
     if offset < total:
         n = min(len(audio), total - offset)

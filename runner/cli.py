@@ -204,6 +204,7 @@ def _render(args: argparse.Namespace) -> int:
         err = RunnerError(f"{type(exc).__name__}: {exc}")
         result = _failure(err, ExitCode.RETRYABLE, pipeline)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a late SIGTERM must not cost the result
         reporter.close()
     _write_result(result, _result_path(args.result))
     _summarise(result, reporter.tty)

@@ -52,6 +52,9 @@ class Mp4Writer:
         video.pix_fmt = "yuv420p"
         video.codec_context.time_base = Fraction(1, fps)
         video.options = {"preset": preset, "crf": str(crf)}
+        # Frame threads (FFmpeg's own default for x264; PyAV picks slices): x264 encodes while the
+        # engine draws the next frame, instead of every frame waiting for all its slices.
+        video.codec_context.thread_type = "FRAME"
         # Tag BT.709, limited range (what the conversion below produces) so players agree on colours.
         cc = video.codec_context
         cc.colorspace, cc.color_range = Colorspace.ITU709, ColorRange.MPEG

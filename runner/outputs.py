@@ -59,7 +59,9 @@ class Publisher:
     def preflight(self) -> None:
         """Refuse early (before any work) when the video exists and overwrite is off."""
         if self.is_s3:
-            if not self.output.overwrite and self._s3_exists(self.targets.video):
+            if self.output.overwrite:
+                self._s3_check_bucket(S3Location.parse(self.targets.video))
+            elif self._s3_exists(self.targets.video):
                 raise self._exists_error()
             return
         path = local_path(self.targets.video)
@@ -139,7 +141,7 @@ class Publisher:
             raise s3_error(exc, FIELD, uri) from exc
 
     def _s3_check_bucket(self, loc: S3Location) -> None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self._client.head_bucket(Bucket=loc.bucket)
@@ -148,6 +150,8 @@ class Publisher:
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise StorageRefused(f"bucket {loc.bucket} does not exist", FIELD) from exc
             # A writer may lack s3:ListBucket; the upload itself will tell.
+        except BotoCoreError as exc:
+            raise s3_error(exc, FIELD, f"s3://{loc.bucket}") from exc
 
     def _s3_put_small(self, uri: str, data: bytes, content_type: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

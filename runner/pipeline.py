@@ -48,25 +48,38 @@ def runner_version() -> str:
         return "unknown"
 
 
-def select_engine(requested: str, allow_fallback: bool, model_dir: Path) -> tuple[Engine, str | None]:
-    """auto: first available in registry order (best first). Explicit: that engine, or with
-    allowFallback the best available other one; the reason is returned, never silent."""
+def select_engine(request: RenderRequest, model_dir: Path) -> tuple[Engine, str | None]:
+    """The engine to run, and why it is not the one asked for (None when it is).
+
+    auto: the first engine in registry order (best first) that is available and accepts the
+    request (e.g. lite needs an image). Explicit: that engine; if it is unavailable, exit 4
+    unless allowFallback, then the best other engine as for auto. Never silent: the reason
+    lists every better engine skipped and why.
+    """
+    requested = request.engine
     skipped: list[str] = []
     if requested != "auto":
         engine, avail = create_engine(requested, model_dir)
         if engine is not None and avail.available:
+            engine.validate(request)  # the engine asked for: its objections are the user's to fix (exit 3)
             return engine, None
         why = f"{requested} unavailable: {avail.reason}"
-        if not allow_fallback:
+        if not request.allow_fallback:
             raise EngineUnavailable(f"{why}; set allowFallback: true to accept a weaker engine", "engine")
         skipped.append(why)
     for name in ENGINES:
         if name == requested:
             continue
         engine, avail = create_engine(name, model_dir)
-        if engine is not None and avail.available:
-            return engine, "; ".join(s[:300] for s in skipped) or None
-        skipped.append(f"{name} unavailable: {avail.reason}")
+        if engine is None or not avail.available:
+            skipped.append(f"{name} unavailable: {avail.reason}")
+            continue
+        try:
+            engine.validate(request)
+        except InvalidInput as exc:
+            skipped.append(f"{name} cannot render this request: {exc}")
+            continue
+        return engine, "; ".join(s[:300] for s in skipped) or None
     raise EngineUnavailable("no engine is available here: " + "; ".join(skipped), "engine")
 
 
@@ -82,19 +95,38 @@ class Pipeline:
     audio_report: AudioReport | None = None
     first_frame_at: float | None = None  # perf_counter of the first generated frame (benchmarks)
 
+    def _stand_in(self, engine: Engine, refusal: InvalidInput) -> Engine:
+        """An engine refused these inputs (lite: no usable face). With `auto` or allowFallback the
+        placeholder stands in and the result says why; otherwise the refusal stands (exit 3)."""
+        req = self.request
+        if engine.name == "placeholder" or not (req.engine == "auto" or req.allow_fallback):
+            raise refusal
+        stand_in, avail = create_engine("placeholder", self.model_dir)
+        if stand_in is None or not avail.available:
+            raise refusal
+        assert self.engine_report is not None
+        reason = f"{engine.name} refused the input: {refusal}"[:500]
+        earlier = self.engine_report.fallback_reason
+        self.engine_report = self.engine_report.model_copy(
+            update={"name": stand_in.name, "fallback_reason": f"{earlier}; {reason}" if earlier else reason}
+        )
+        return stand_in
+
     def _time(self, name: str, since: float) -> None:
         self.timings = self.timings.model_copy(update={name: round(time.perf_counter() - since, 3)})
 
     def run(self) -> RunResult:
         req = self.request
         self.engine_report = EngineReport(requested=req.engine, version=runner_version())
-        engine, fallback = select_engine(req.engine, req.allow_fallback, self.model_dir)
+        engine, fallback = select_engine(req, self.model_dir)
         self.engine_report = self.engine_report.model_copy(update={"name": engine.name, "fallback_reason": fallback})
         try:
-            engine.validate(req)
-        except InvalidInput as exc:
-            engine = self._stand_in(engine, exc)
-            engine.validate(req)
+            return self._run(engine)
+        finally:
+            engine.close()
+
+    def _run(self, engine: Engine) -> RunResult:
+        req = self.request
         publisher = Publisher(req.output, req.storage)
         publisher.preflight()
 
@@ -152,12 +184,15 @@ class Pipeline:
         try:
             info = engine.prepare(inputs, lambda f: self.progress("features", f))
         except InvalidInput as exc:
-            engine = self._stand_in(engine, exc)  # e.g. lite finds no face: a test card, said so
+            # e.g. lite finds no face: a test card stands in, said so. The refusing engine is
+            # still closed by run(); the placeholder holds nothing to close.
+            engine = self._stand_in(engine, exc)
             engine.load()
             info = engine.prepare(inputs, lambda f: self.progress("features", f))
         self.timings = self.timings.model_copy(
             update={"feature_seconds": round(time.perf_counter() - t + decode_seconds, 3)}
         )
+        assert self.engine_report is not None
         self.engine_report = self.engine_report.model_copy(
             update={"device": info.device, "precision": info.precision, "models": list(info.models)}
         )
@@ -186,23 +221,6 @@ class Pipeline:
             audio=self.audio_report,
             output=output,
         )
-
-    def _stand_in(self, engine: Engine, refusal: InvalidInput) -> Engine:
-        """An engine refused these inputs (lite: no usable face). With `auto` or allowFallback the
-        placeholder stands in and the result says why; otherwise the refusal stands (exit 3)."""
-        req = self.request
-        if engine.name == "placeholder" or not (req.engine == "auto" or req.allow_fallback):
-            raise refusal
-        stand_in, avail = create_engine("placeholder", self.model_dir)
-        if stand_in is None or not avail.available:
-            raise refusal
-        assert self.engine_report is not None
-        reason = f"{engine.name} refused the input: {refusal}"[:500]
-        earlier = self.engine_report.fallback_reason
-        self.engine_report = self.engine_report.model_copy(
-            update={"name": stand_in.name, "fallback_reason": f"{earlier}; {reason}" if earlier else reason}
-        )
-        return stand_in
 
     def _decode_audio(self, audio_bytes: list[bytes]) -> Timeline:
         v = self.request.video

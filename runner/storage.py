@@ -25,6 +25,8 @@ from multitalk.runner.request import StorageSpec, uri_scheme
 HTTP_TIMEOUT_SECONDS = 30.0
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+# Configuration mistakes that no retry fixes (wrong region, bucket elsewhere).
+_MISCONFIGURED = {"AuthorizationHeaderMalformed", "PermanentRedirect", "301", "IllegalLocationConstraintException"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ def s3_error(exc: Exception, field: str, uri: str) -> Exception:
             return StorageRefused(f"{uri} does not exist ({code})", field)
         if code in _DENIED:
             return StorageRefused(f"access to {uri} was denied ({code}); check the S3 credentials and policy", field)
+        if code in _MISCONFIGURED:
+            return StorageRefused(f"S3 refused {uri} ({code}); check storage.region and storage.endpoint", field)
         return Retryable(f"S3 error on {uri}: {code or exc}", field)
     if isinstance(exc, NoCredentialsError):
         return StorageRefused(f"no S3 credentials for {uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", field)

@@ -17,12 +17,20 @@
 {{- end }}
 {{- end }}
 
-{{- define "multitalk.labels" -}}
+{{/* Labels of every object of the release, without the component. */}}
+{{- define "multitalk.commonLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "multitalk.selectorLabels" . }}
+app.kubernetes.io/name: {{ include "multitalk.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: multitalk
+{{- end }}
+
+{{/* Labels of the operator's objects. */}}
+{{- define "multitalk.labels" -}}
+{{ include "multitalk.commonLabels" . }}
+app.kubernetes.io/component: operator
 {{- end }}
 
 {{- define "multitalk.selectorLabels" -}}
@@ -131,6 +139,10 @@ seccompProfile:
   value: {{ .Values.operator.watchServerTimeout | quote }}
 - name: MULTITALK_WATCH_CLIENT_TIMEOUT
   value: {{ .Values.operator.watchClientTimeout | quote }}
+- name: MULTITALK_RUNNER_RUN_AS_USER
+  value: {{ .Values.runner.runAsUser | quote }}
+- name: MULTITALK_PROGRESS_LOG_BYTES
+  value: {{ .Values.operator.progressLogBytes | quote }}
 - name: MULTITALK_COPY_LABEL_KEYS
   value: {{ join "," .Values.copyLabelKeys | quote }}
 {{- end }}

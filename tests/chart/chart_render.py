@@ -29,6 +29,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "image": {"repository": "registry.example.com/ml/multitalk-runner", "tag": "0.1.0", "pullPolicy": "Always"},
             "resources": {"requests": {"cpu": "8", "memory": "64Gi"}, "limits": {"nvidia.com/gpu": 2}},
             "runtimeClassName": "nvidia",
+            "runAsUser": 10001,
         },
         "storage": {"endpoint": "http://minio.minio.svc:9000", "region": "us-east-1", "secretName": "s3-creds"},
         "modelCache": {"claimName": "multitalk-models", "mountPath": "/models"},
@@ -39,6 +40,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "resyncSeconds": 30,
             "watchServerTimeout": 120,
             "watchClientTimeout": 150,
+            "progressLogBytes": 8192,
             "extraEnv": [{"name": "KOPF_LOG_FORMAT", "value": "json"}],
         },
         "metrics": {"port": 9090, "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
@@ -50,6 +52,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
         "test": {
             "engine": "multitalk",
+            "namespace": "team-a",
             "nodeSelector": {"nvidia.com/gpu.present": "true"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         },
@@ -64,6 +67,22 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 
 
+# A SafeLoader that refuses duplicate keys (kubectl and the API server refuse them too).
+_StrictLoader: Any = type("_StrictLoader", (yaml.SafeLoader,), {})
+
+
+def _mapping_without_duplicates(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
+    keys = [loader.construct_object(key, deep=deep) for key, _ in node.value]
+    duplicates = {k for k in keys if keys.count(k) > 1}
+    if duplicates:
+        raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {sorted(duplicates)}", node.start_mark)
+    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=deep)
+    return mapping
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def render_templates(values: dict[str, Any] | None = None, namespace: str = NAMESPACE) -> dict[str, str]:
     """Template path -> rendered text, as `helm template` would produce for an install."""
     with helm.Chart.load(CHART_DIR) as chart:
@@ -76,7 +95,7 @@ def render_objects(values: dict[str, Any] | None = None, namespace: str = NAMESP
     for path, text in sorted(render_templates(values, namespace).items()):
         if path.endswith("NOTES.txt"):
             continue
-        for doc in yaml.safe_load_all(text):
+        for doc in yaml.load_all(text, Loader=_StrictLoader):  # a SafeLoader subclass
             if doc:
                 assert isinstance(doc, dict), f"{path} rendered a non-object document"
                 objects.append(doc)

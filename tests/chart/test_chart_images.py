@@ -10,6 +10,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import helm_python as helm
 import pytest
 from chart_render import ROOT
 
@@ -136,3 +137,9 @@ def test_runner_image_is_offline_and_read_only_friendly() -> None:
     for path in re.findall(r"(?:CACHE_DIR|_HOME|CONFIGDIR)=(\S+)", runtime_stage):
         assert path.startswith("/tmp"), path
     assert not re.search(r"^(COPY|ADD)\b.*(models|safetensors|\.pth)", text, re.M), "weights are mounted, not baked"
+
+
+def test_chart_runs_runner_pods_as_the_image_user() -> None:
+    with helm.Chart.load(ROOT / "helm") as chart:
+        uid = chart.values["runner"]["runAsUser"]
+    assert f"USER {uid}:{uid}" in IMAGES["runner"].read_text()

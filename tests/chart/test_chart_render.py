@@ -58,7 +58,7 @@ def test_objects_valid_for_every_supported_kubernetes(set_name: str) -> None:
 def test_every_object_is_namespaced_to_the_release_or_a_watched_namespace() -> None:
     cluster_kinds = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
     for set_name, values in VALUE_SETS.items():
-        allowed = {NAMESPACE, *values.get("watchNamespaces", [])}
+        allowed = {NAMESPACE, *values.get("watchNamespaces", []), *[values.get("test", {}).get("namespace", NAMESPACE)]}
         for obj in render_objects(values):
             if obj["kind"] in cluster_kinds:
                 assert "namespace" not in obj["metadata"], (set_name, obj["kind"])
@@ -106,7 +106,7 @@ def test_full_values_reach_the_operator_settings(monkeypatch: pytest.MonkeyPatch
     assert settings.runner_image_pull_policy == "Always"
     assert json.loads(settings.runner_resources) == {
         "requests": {"cpu": "8", "memory": "64Gi"},
-        "limits": {"memory": "64Gi", "nvidia.com/gpu": 2},
+        "limits": {"memory": "96Gi", "nvidia.com/gpu": 2},
     }
     assert settings.storage_endpoint == "http://minio.minio.svc:9000"
     assert settings.storage_region == "us-east-1"
@@ -119,6 +119,7 @@ def test_full_values_reach_the_operator_settings(monkeypatch: pytest.MonkeyPatch
     assert (settings.progress_poll_seconds, settings.resync_seconds) == (5.0, 30.0)
     assert (settings.watch_server_timeout, settings.watch_client_timeout) == (120, 150)
     assert settings.copy_label_keys == ["team", "example.com/cost-center"]
+    assert (settings.runner_run_as_user, settings.progress_log_bytes) == (10001, 8192)
 
 
 def test_default_values_leave_optional_settings_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,6 +129,8 @@ def test_default_values_leave_optional_settings_unset(monkeypatch: pytest.Monkey
     assert settings.namespaces == [] and settings.copy_label_keys == []
     assert settings.storage_secret_name is None and settings.model_cache_claim is None and settings.queue_name is None
     assert json.loads(settings.runner_resources)["limits"]["nvidia.com/gpu"] == 1
+    # Runner pods run as the image's own non-root user.
+    assert settings.runner_run_as_user == 65532
     assert settings.runner_image == f"multitalk-runner:{helm.Chart.load(CHART_DIR).metadata['appVersion']}"
 
 
@@ -165,6 +168,9 @@ def test_service_and_service_monitor() -> None:
     # The Service selects the operator's pod.
     pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
+    # ...and nothing else: not the `helm test` pod.
+    check_labels = test_pod(VALUE_SETS["full"])["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= check_labels.items()
     assert not by_kind(render_objects(VALUE_SETS["defaults"]), "ServiceMonitor")
     assert not by_kind(render_objects(VALUE_SETS["minimal"]), "Service")
 
@@ -179,6 +185,9 @@ def test_helm_test_pod_checks_the_engine_with_gpu_and_model_cache() -> None:
     assert spec["restartPolicy"] == "Never"
     assert spec["automountServiceAccountToken"] is False
     assert spec["runtimeClassName"] == "nvidia"
+    assert spec["securityContext"]["runAsUser"] == 10001
+    assert pod["metadata"]["namespace"] == "team-a"  # where the model-cache PVC lives
+    assert test_pod({})["metadata"]["namespace"] == NAMESPACE
     models = next(v for v in spec["volumes"] if v["name"] == "models")
     assert models["persistentVolumeClaim"] == {"claimName": "multitalk-models", "readOnly": True}
     mount = next(m for m in container["volumeMounts"] if m["name"] == "models")

@@ -172,6 +172,13 @@ CASES = [
         env="writer",
     ),
     Case(
+        "s3 output bucket missing, overwrite on",
+        5,
+        "output.uri",
+        lambda c: {"output": {"uri": "s3://no-such-bucket/x.mp4", "overwrite": True}},
+        env="writer",
+    ),
+    Case(
         "unreachable endpoint",
         1,
         "output.uri",

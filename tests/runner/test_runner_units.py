@@ -11,14 +11,14 @@ from runner_support import Media, S3Server
 
 from multitalk.runner.audio import DecodedSpeech, build_timeline
 from multitalk.runner.cli import _field_name
-from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE
+from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Availability, Engine
 from multitalk.runner.engines.placeholder import envelope, frame_levels
 from multitalk.runner.engines.registry import ENGINES, create_engine
 from multitalk.runner.errors import EngineUnavailable, InvalidInput, StorageRefused
 from multitalk.runner.outputs import OutputSet, Publisher
 from multitalk.runner.pipeline import select_engine
 from multitalk.runner.progress_display import overall_percent
-from multitalk.runner.request import OutputSpec, StorageSpec
+from multitalk.runner.request import OutputSpec, RenderRequest, StorageSpec
 from multitalk.runner.storage import read_input
 
 
@@ -85,19 +85,35 @@ def test_output_set_and_field_names() -> None:
     assert _field_name(()) == "request"
 
 
+def _req(**fields: object) -> RenderRequest:
+    return RenderRequest.model_validate({"speakers": [{"audio": "a.wav"}], "output": {"uri": "o.mp4"}, **fields})
+
+
 def test_engine_selection(tmp_path: Path) -> None:
-    engine, reason = select_engine("placeholder", False, tmp_path)
+    engine, reason = select_engine(_req(engine="placeholder"), tmp_path)
     assert engine.name == "placeholder" and reason is None
-    auto, _ = select_engine("auto", False, tmp_path)
-    assert auto.name in ("multitalk", "lite", "placeholder")
+    with_image = _req(engine="auto", image="face.jpg")
+    usable = [n for n in ENGINES if _accepts(*create_engine(n, tmp_path), with_image)]
+    auto, why = select_engine(with_image, tmp_path)
+    assert auto.name == usable[0]  # the best one that can run here and accepts the request
+    assert (why is None) == (auto.name == next(iter(ENGINES)))  # skipping a better engine is never silent
     unavailable = [n for n in ENGINES if not create_engine(n, tmp_path)[1].available]
-    assert auto.name == next(n for n in ENGINES if n not in unavailable)  # the best available one
     for name in unavailable:
         with pytest.raises(EngineUnavailable) as info:
-            select_engine(name, False, tmp_path)
+            select_engine(_req(engine=name, image="face.jpg"), tmp_path)
         assert info.value.field == "engine" and "allowFallback" in info.value.message
-        fallback, why = select_engine(name, True, tmp_path)
+        fallback, why = select_engine(_req(engine=name, image="face.jpg", allowFallback=True), tmp_path)
         assert fallback.name != name and why is not None and why.startswith(f"{name} unavailable")
+
+
+def _accepts(engine: Engine | None, avail: Availability, request: RenderRequest) -> bool:
+    if engine is None or not avail.available:
+        return False
+    try:
+        engine.validate(request)
+    except InvalidInput:
+        return False
+    return True
 
 
 def test_data_uri_is_bounded_before_decoding() -> None:
