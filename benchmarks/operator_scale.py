@@ -33,8 +33,8 @@ import kmock
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "operator"))
 
-from conftest import MERGE, OperatorProcess, tv_path, write_kubeconfig  # noqa: E402
-from emulator import TV, Cluster  # noqa: E402
+from kmock_cluster import TV, Cluster  # noqa: E402
+from kmock_harness import MERGE, OperatorProcess, tv_path, write_kubeconfig  # noqa: E402
 
 CLK_TCK = 100  # os.sysconf("SC_CLK_TCK") on Linux
 

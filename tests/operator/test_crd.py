@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from schema_check import validate
+from crd_schema_check import validate
 
 from multitalk.operator import crd
 from multitalk.operator.api import parse_spec

@@ -10,8 +10,8 @@ from typing import Any
 import kmock
 import pytest
 import yaml
-from conftest import MERGE, OperatorProcess, tv_path, wait_for
-from emulator import TV, Cluster
+from kmock_cluster import TV, Cluster
+from kmock_harness import MERGE, OperatorProcess, tv_path, wait_for
 
 from multitalk.operator import api, job_builder
 from multitalk.operator.settings import OperatorSettings
