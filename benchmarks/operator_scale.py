@@ -181,7 +181,8 @@ async def measure(cluster: Cluster, operator: OperatorProcess, objects: int, sam
     await wait(lambda: phases(cluster).get("Queued", 0) >= objects, 900)
     t_status = time.perf_counter() - t0
     print(f"all Jobs exist after: {t_jobs:.2f} s; all statuses Queued after: {t_status:.2f} s", flush=True)
-    await asyncio.sleep(3.0)  # let trailing no-op reconciles and events finish before counting
+    t_quiet = await quiescent(cluster) - t0
+    print(f"operator idle again (events posted) after: {t_quiet:.2f} s", flush=True)
     cpu_create = cpu_seconds(pid) - cpu_idle
     kinds = operator_requests(cluster) - requests_before
     print(f"Jobs in the cluster: {len(cluster.objects_of('batch/v1/jobs', 'media'))} (expected {objects})")
@@ -221,7 +222,7 @@ async def measure(cluster: Cluster, operator: OperatorProcess, objects: int, sam
     await asyncio.gather(*(finish(cluster, j) for j in rest))
     await wait(lambda: phases(cluster).get("Succeeded", 0) >= objects, 900)
     t_bulk = time.perf_counter() - t1
-    await asyncio.sleep(3.0)
+    await quiescent(cluster)
     cpu_bulk = cpu_seconds(pid) - cpu_before_bulk
     kinds_done = operator_requests(cluster) - before_bulk
     if rest:
@@ -232,6 +233,20 @@ async def measure(cluster: Cluster, operator: OperatorProcess, objects: int, sam
         print(f"operator CPU per object, completion: {1000 * cpu_bulk / len(rest):.1f} ms")
     print(f"Jobs in the cluster at the end: {len(cluster.objects_of('batch/v1/jobs', 'media'))} (no duplicates)")
     print(f"operator peak RSS: {peak_rss_mb(pid):.1f} MB (idle {rss_idle:.1f} MB; target < 150 MB)")
+
+
+async def quiescent(cluster: Cluster, quiet: float = 2.0, timeout: float = 600) -> float:
+    """Wait until the operator has made no request for `quiet` seconds; returns that moment."""
+    deadline = time.perf_counter() + timeout
+    last, since = sum(operator_requests(cluster).values()), time.perf_counter()
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0.1)
+        now_count = sum(operator_requests(cluster).values())
+        if now_count != last:
+            last, since = now_count, time.perf_counter()
+        elif time.perf_counter() - since >= quiet:
+            return since
+    raise TimeoutError("the operator never went quiet")
 
 
 async def wait_healthy(http: aiohttp.ClientSession, port: int) -> None:
