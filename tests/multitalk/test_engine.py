@@ -42,10 +42,12 @@ def write_wav(path: Path, seconds: float) -> Path:
     return path
 
 
-def render(tmp_path: Path, cache: Path, request: dict[str, object]) -> tuple[subprocess.CompletedProcess[str], dict]:
+def render(
+    tmp_path: Path, cache: Path, request: dict[str, object], **env_extra: str
+) -> tuple[subprocess.CompletedProcess[str], dict]:
     req_path, result_path = tmp_path / "request.json", tmp_path / "result.json"
     req_path.write_text(json.dumps(request))
-    env = {**os.environ, **CPU_ENV, "MULTITALK_MODEL_DIR": str(cache)}
+    env = {**os.environ, **CPU_ENV, "MULTITALK_MODEL_DIR": str(cache), **env_extra}
     proc = subprocess.run(
         [
             sys.executable,
@@ -109,7 +111,8 @@ def test_one_speaker_streaming_and_fps(tmp_path: Path, cache: Path) -> None:
         "sampling": {"steps": 2, "seed": 2, "textGuidance": 1.0, "teaCache": 0.3},
         "output": {"uri": str(tmp_path / "long.mp4")},
     }
-    proc, _result = render(tmp_path, cache, request)
+    # Sequential offload's code path (blocks visiting the execution device one by one) also runs here.
+    proc, _result = render(tmp_path, cache, request, MULTITALK_OFFLOAD="sequential")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with av.open(str(tmp_path / "long.mp4")) as container:
         count = sum(1 for _ in container.decode(video=0))

@@ -124,10 +124,11 @@ class MultiTalkEngine(Engine):
         on_gpu = self.offload == "none"
         transformer = load_transformer(files, dtype, device if on_gpu else "cpu")
         if self.offload == "sequential":
-            transformer.wan.to(device)  # embedders and head; the blocks move back to the CPU below
-            for block, audio_block in zip(transformer.wan.blocks, transformer.audio.audio_blocks, strict=True):
-                block.to("cpu")
-                audio_block.to("cpu")
+            # Embedders, head and audio projection stay on the GPU; the blocks visit it one at a time.
+            for name, child in transformer.wan.named_children():
+                if name != "blocks":
+                    child.to(device)
+            transformer.wan.scale_shift_table.data = transformer.wan.scale_shift_table.data.to(device)
             transformer.audio.audio_proj.to(device)
             transformer.block_device = device
         encoders = Wan21Encoders(files, device, dtype)
@@ -147,15 +148,21 @@ class MultiTalkEngine(Engine):
         }
 
     def _residency(self, active: str) -> None:
-        """Model offload: only `active` (an encoder name or 'transformer') stays on the GPU."""
-        if self.offload != "model" or self._state["device"].type != "cuda":
-            return
+        """Offload: only `active` (an encoder name or 'transformer') is on the GPU while it runs.
+
+        With sequential offload the transformer manages its own blocks and is never moved whole.
+        """
         device = self._state["device"]
-        modules = {**self._state["encoders"].modules(), "transformer": self._state["transformer"]}
+        if self.offload == "none" or device.type != "cuda":
+            return
+        modules: dict[str, Any] = dict(self._state["encoders"].modules())
+        if self.offload == "model":
+            modules["transformer"] = self._state["transformer"]
         for name, module in modules.items():
             if name != active:
                 module.to("cpu")
-        modules[active].to(device)
+        if active in modules:
+            modules[active].to(device)
         self._state["torch"].cuda.empty_cache()
 
     def prepare(self, inputs: RenderInputs, progress: ProgressFn) -> EngineInfo:
@@ -184,7 +191,7 @@ class MultiTalkEngine(Engine):
         from PIL import ImageOps
 
         from .person_masks import image_masks, latent_masks
-        from .pipeline import Encoders, Settings
+        from .pipeline import Settings
         from .sampler import Guidance
         from .teacache import TeaCache
 
@@ -217,22 +224,8 @@ class MultiTalkEngine(Engine):
         )
         transformer = state["transformer"]
         transformer.teacache = TeaCache(sampling.tea_cache, sampling.steps) if sampling.tea_cache > 0 else None
-        enc = state["encoders"]
-
-        def on(name: str, fn: Any) -> Any:
-            def call(x: Any) -> Any:
-                self._residency(name)
-                return fn(x)
-
-            return call
-
-        encoders = Encoders(
-            on("text_encoder", enc.encode_text),
-            on("image_encoder", enc.encode_image),
-            on("vae", enc.encode_video),
-            on("vae", enc.decode_latents),
-        )
-        pipeline = state["pipeline_cls"](transformer, encoders, state["device"])
+        encoders = state["encoders"].as_encoders()
+        pipeline = state["pipeline_cls"](transformer, encoders, state["device"], self._residency)
         wanted = resample_indices(inputs.frames, inputs.fps, frames_25)
         buffer: list[Image] = []
         out = 0
@@ -240,7 +233,6 @@ class MultiTalkEngine(Engine):
             image, features, req.prompt, settings, masks, lambda done, total: progress(done / total)
         )
         for chunk in chunks:
-            self._residency("transformer")
             pixels = ((chunk.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
             buffer.extend(pixels)
             while out < len(wanted) and wanted[out] < len(buffer):
