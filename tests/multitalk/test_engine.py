@@ -125,7 +125,7 @@ def test_unavailable_reasons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert isinstance(engine, MultiTalkEngine)
     assert not availability.available
     # No GPU here, and no models: the reason names what is missing.
-    assert "CUDA" in availability.reason or "model files" in availability.reason
+    assert "no CUDA device" in availability.reason and "model files missing" in availability.reason
 
 
 def test_check_lists_missing_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,3 +146,16 @@ def test_planning_helpers() -> None:
     assert h % 16 == 0 and w % 16 == 0 and abs(h / w - 480 / 832) < 0.05
     assert resample_indices(4, 10, 10) == [0, 3, 5, 8]
     assert resample_indices(3, 25, 3) == [0, 1, 2]
+
+
+def test_without_torch_the_engine_says_not_installed(tmp_path: Path) -> None:
+    """A runner image without the multitalk extra: importing the engine works and availability explains."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from pathlib import Path\n"
+        "from multitalk.runner.engines.registry import create_engine\n"
+        f"engine, avail = create_engine('multitalk', Path({str(tmp_path)!r}))\n"
+        "print(engine is not None, avail.available, avail.reason)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "True False not installed: torch (install the multitalk extra)"

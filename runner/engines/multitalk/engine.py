@@ -89,10 +89,13 @@ class MultiTalkEngine(Engine):
             return Availability(False, f"MULTITALK_OFFLOAD={self.offload!r}; use one of {OFFLOAD_MODES}", details)
         if self.device_name not in ("cuda", "cpu"):
             return Availability(False, f"MULTITALK_DEVICE={self.device_name!r}; use cuda or cpu", details)
+        reasons = []
         if self.device_name == "cuda" and not torch.cuda.is_available():
-            return Availability(False, "no CUDA device (torch sees none); the multitalk engine needs a GPU", details)
+            reasons.append("no CUDA device (torch sees none); the multitalk engine needs a GPU")
         if not files.ok:
-            return Availability(False, "model files missing or mismatched: " + "; ".join(files.problems), details)
+            reasons.append("model files missing or mismatched: " + "; ".join(files.problems))
+        if reasons:
+            return Availability(False, "; ".join(reasons), details)
         return Availability(True, "", details)
 
     def validate(self, request: RenderRequest) -> None:
