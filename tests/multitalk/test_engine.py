@@ -159,3 +159,23 @@ def test_without_torch_the_engine_says_not_installed(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "True False not installed: torch (install the multitalk extra)"
+
+
+@pytest.mark.slow
+def test_bbox_outside_the_frame_is_refused(tmp_path: Path, cache: Path) -> None:
+    request = {
+        "engine": "multitalk",
+        "image": str(portrait(tmp_path / "face.png")),
+        "speakers": [
+            {"audio": str(write_wav(tmp_path / "a.wav", 0.3)), "bbox": [8, 4, 40, 30]},
+            {"audio": str(write_wav(tmp_path / "b.wav", 0.3)), "bbox": [300, 300, 400, 400]},
+        ],
+        "video": {"width": 96, "height": 64},
+        "sampling": {"steps": 1},
+        "output": {"uri": str(tmp_path / "bad.mp4")},
+    }
+    proc, result = render(tmp_path, cache, request)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "speakers[1].bbox" in proc.stderr and "rows first" in proc.stderr
+    assert not (tmp_path / "bad.mp4").exists()
+    assert result.get("exitCode", 3) == 3

@@ -180,6 +180,7 @@ class MultiTalkEngine(Engine):
             features.append(state["audio"](loudness_normalize(speech)))
             progress((i + 1) / len(inputs.speech))
         state["features"] = features
+        state["masks"] = self._person_masks(inputs) if len(inputs.speech) == 2 else None
         shape = (len(features), *features[0].shape)
         device = state["device"]
         return EngineInfo(
@@ -193,7 +194,6 @@ class MultiTalkEngine(Engine):
         from PIL import Image as PILImage
         from PIL import ImageOps
 
-        from .person_masks import image_masks, latent_masks
         from .pipeline import Settings
         from .sampler import Guidance
         from .teacache import TeaCache
@@ -205,11 +205,7 @@ class MultiTalkEngine(Engine):
         gen_h, gen_w = generation_size(inputs.width, inputs.height, self.area)
         portrait = ImageOps.fit(PILImage.fromarray(inputs.image), (gen_w, gen_h), PILImage.Resampling.BICUBIC)
         image = torch.from_numpy(np.asarray(portrait).copy()).permute(2, 0, 1).float() / 255 * 2 - 1
-        persons = len(req.speakers)
-        masks = None
-        if persons == 2:
-            source = image_masks(inputs.height, inputs.width, 2, [s.bbox for s in req.speakers])
-            masks = latent_masks(source, gen_h, gen_w, gen_h // 8, gen_w // 8).to(state["device"])
+        masks = state.get("masks")
         frames_25 = max(1, math.ceil(inputs.duration_seconds * MODEL_FPS))
         frame_num, streaming = window_plan(frames_25)
         features = [self._padded(f, max(frame_num + 1, frames_25)) for f in state["features"]]
@@ -248,6 +244,25 @@ class MultiTalkEngine(Engine):
                 break
         if out < len(wanted):
             raise RuntimeError(f"generated {len(buffer)} frames at 25 fps, needed {wanted[-1] + 1}")
+
+    def _person_masks(self, inputs: RenderInputs) -> Any:
+        """Latent-grid masks of the two persons; a bbox that covers no token of the frame is refused."""
+        from .person_masks import image_masks, latent_masks, token_masks
+
+        gen_h, gen_w = generation_size(inputs.width, inputs.height, self.area)
+        boxes = [s.bbox for s in inputs.request.speakers]
+        source = image_masks(inputs.height, inputs.width, 2, boxes)
+        masks = latent_masks(source, gen_h, gen_w, gen_h // 8, gen_w // 8)
+        tokens = token_masks(masks, gen_h // 16, gen_w // 16)
+        for i, box in enumerate(boxes):
+            if box is not None and float(tokens[i].sum()) == 0:
+                raise InvalidInput(
+                    f"bbox {list(box)} covers no part of the {inputs.width}x{inputs.height} video frame the model "
+                    "sees (too small or outside); it is [top, left, bottom, right] in pixels of the video frame, "
+                    "rows first",
+                    f"speakers[{i}].bbox",
+                )
+        return masks.to(self._state["device"])
 
     @staticmethod
     def _padded(features: Any, length: int) -> Any:
