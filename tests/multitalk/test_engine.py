@@ -178,4 +178,4 @@ def test_bbox_outside_the_frame_is_refused(tmp_path: Path, cache: Path) -> None:
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "speakers[1].bbox" in proc.stderr and "rows first" in proc.stderr
     assert not (tmp_path / "bad.mp4").exists()
-    assert result.get("exitCode", 3) == 3
+    assert result["exitCode"] == 3 and result["error"]["field"] == "speakers[1].bbox"
