@@ -43,7 +43,7 @@ def _latent_stats(vae: Any, device: torch.device) -> tuple[torch.Tensor, torch.T
 def vae_encode(vae: Any, video: torch.Tensor) -> torch.Tensor:
     """[1, 3, T, H, W] in [-1, 1] -> normalised latents (mode of the posterior), float32, on the VAE's device."""
     device = next(vae.parameters()).device
-    latents = vae.encode(video.to(device, torch.float32)).latent_dist.mode().float()
+    latents: torch.Tensor = vae.encode(video.to(device, torch.float32)).latent_dist.mode().float()
     mean, std = _latent_stats(vae, device)
     return (latents - mean) / std
 
