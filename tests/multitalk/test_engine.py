@@ -88,7 +88,7 @@ def test_two_speakers_clip_mode(tmp_path: Path, cache: Path) -> None:
         "audioMode": "sequential",
         "prompt": "two people talk in a bright studio",
         "video": {"width": 96, "height": 64, "fps": 25},
-        "sampling": {"steps": 2, "seed": 1},
+        "sampling": {"steps": 2, "seed": 1, "loras": [{"path": "loras/speed.safetensors", "scale": 1.2}]},
         "output": {"uri": str(tmp_path / "out.mp4")},
     }
     proc, result = render(tmp_path, cache, request)
@@ -179,3 +179,28 @@ def test_bbox_outside_the_frame_is_refused(tmp_path: Path, cache: Path) -> None:
     assert "speakers[1].bbox" in proc.stderr and "rows first" in proc.stderr
     assert not (tmp_path / "bad.mp4").exists()
     assert result["exitCode"] == 3 and result["error"]["field"] == "speakers[1].bbox"
+
+
+def test_validate_names_the_field(tmp_path: Path) -> None:
+    from multitalk.runner.errors import InvalidInput
+    from multitalk.runner.request import RenderRequest
+
+    engine = MultiTalkEngine(tmp_path)
+    base = {"image": "face.png", "output": {"uri": "out.mp4"}}
+    with pytest.raises(InvalidInput) as err:
+        engine.validate(RenderRequest.model_validate({**base, "image": None, "speakers": [{"audio": "a.wav"}]}))
+    assert err.value.field == "image"
+    with pytest.raises(InvalidInput) as err:
+        engine.validate(
+            RenderRequest.model_validate(
+                {**base, "speakers": [{"audio": "a.wav"}], "sampling": {"loras": [{"path": "loras/x.safetensors"}]}}
+            )
+        )
+    assert err.value.field == "sampling.loras[0].path"
+    with pytest.raises(InvalidInput) as err:
+        engine.validate(
+            RenderRequest.model_validate(
+                {**base, "speakers": [{"audio": "a.wav", "bbox": [0, 0, 10, 10]}, {"audio": "b.wav"}]}
+            )
+        )
+    assert err.value.field == "speakers[].bbox"

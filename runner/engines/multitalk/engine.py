@@ -173,8 +173,14 @@ class MultiTalkEngine(Engine):
         from .loader import merge_lora
 
         state = self._state
-        for lora in inputs.request.sampling.loras:
-            merge_lora(state["transformer"], self.model_dir / lora.path, lora.scale)
+        loras = [(lora.path, lora.scale) for lora in inputs.request.sampling.loras]
+        merged = state.setdefault("loras", None)
+        if merged is not None and merged != loras:
+            raise RuntimeError("this engine already merged other LoRAs into its weights; use a fresh runner process")
+        if merged is None:
+            for path, scale in loras:
+                merge_lora(state["transformer"], self.model_dir / path, scale)
+            state["loras"] = loras
         features = []
         for i, speech in enumerate(inputs.speech):
             features.append(state["audio"](loudness_normalize(speech)))
@@ -226,24 +232,28 @@ class MultiTalkEngine(Engine):
         encoders = state["encoders"].as_encoders()
         pipeline = state["pipeline_cls"](transformer, encoders, state["device"], self._residency)
         wanted = resample_indices(inputs.frames, inputs.fps, frames_25)
-        buffer: list[Image] = []
-        out = 0
+        buffer: list[Image] = []  # generated 25 fps frames from index `first` on
+        first, out = 0, 0
         chunks = pipeline.generate(
             image, features, req.prompt, settings, masks, lambda done, total: progress(done / total)
         )
         for chunk in chunks:
             pixels = ((chunk.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
             buffer.extend(pixels)
-            while out < len(wanted) and wanted[out] < len(buffer):
-                frame = PILImage.fromarray(buffer[wanted[out]]).resize(
+            while out < len(wanted) and wanted[out] < first + len(buffer):
+                frame = PILImage.fromarray(buffer[wanted[out] - first]).resize(
                     (inputs.width, inputs.height), PILImage.Resampling.LANCZOS
                 )
                 yield np.asarray(frame, dtype=np.uint8)
                 out += 1
             if out >= len(wanted):
                 break
+            # Frames before the next wanted one are never needed again: memory stays flat in the length.
+            drop = wanted[out] - first
+            del buffer[:drop]
+            first += drop
         if out < len(wanted):
-            raise RuntimeError(f"generated {len(buffer)} frames at 25 fps, needed {wanted[-1] + 1}")
+            raise RuntimeError(f"generated {first + len(buffer)} frames at 25 fps, needed {wanted[-1] + 1}")
 
     def _person_masks(self, inputs: RenderInputs) -> Any:
         """Latent-grid masks of the two persons; a bbox that covers no token of the frame is refused."""
