@@ -154,7 +154,7 @@ def audio_features(persons: int, frames: int) -> list[torch.Tensor]:
     return [torch.randn(frames, W2V_LAYERS, W2V_DIM, generator=generator(7000 + p)) for p in range(persons)]
 
 
-BBOXES = ((4.0, 0.0, 28.0, 15.0), (2.0, 17.0, 30.0, 32.0))  # top, left, bottom, right
+BBOXES = ((0.0, 0.0, 12.0, 12.0), (0.0, 16.0, 12.0, 28.0))  # top, left, bottom, right: each covers one token
 
 # The sampling cases run through both implementations.
 SAMPLING_CASES = {
