@@ -73,3 +73,8 @@ cluster-down:
 	@if [ -f $(CLUSTER_DIR)/pid ]; then kill $$(cat $(CLUSTER_DIR)/pid) 2>/dev/null || true; \
 		while kill -0 $$(cat $(CLUSTER_DIR)/pid) 2>/dev/null; do sleep 0.2; done; rm -f $(CLUSTER_DIR)/pid; fi
 	@echo "control plane stopped"
+
+# The whole path on a loopback control plane: chart (Helm library), operator, kubectl apply,
+# `kubectl get tv`, the video in a local S3 server. ARGS=--keep leaves it running.
+demo-cluster: setup k8s-bins
+	PYTHONPATH=tests $(BIN)/python -m cluster.demo $(ARGS)
