@@ -201,7 +201,8 @@ def build_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: Opera
                         "values": [int(code) for code in PERMANENT_EXIT_CODES],
                     },
                 },
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                # status is defaulted to True by the API server, but required by the OpenAPI of 1.30-1.34.
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]
         },
         "template": {

@@ -86,3 +86,6 @@ class Engine(ABC):
     @abstractmethod
     def frames(self, inputs: RenderInputs, progress: ProgressFn) -> Iterator[Image]:
         """Yield exactly inputs.frames frames, each H x W x 3 uint8 RGB."""
+
+    def close(self) -> None:
+        """Release models and native resources; the runner calls it once, after the last frame or on failure."""

@@ -14,7 +14,7 @@ from multitalk.operator import crd
 from multitalk.operator.api import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((ROOT / "examples").glob("**/*.yaml"))
+EXAMPLES = sorted((ROOT / "examples").glob("**/talkingvideo*.yaml"))  # Secrets, PVCs, GitOps files aside
 CRD = crd.crd_manifest()
 
 

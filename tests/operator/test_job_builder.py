@@ -94,7 +94,7 @@ def test_job_policies() -> None:
         "action": "FailJob",
         "onExitCodes": {"containerName": "runner", "operator": "In", "values": [3, 4, 5]},
     }
-    assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
 
 
 def test_pod_security_restricted_and_no_token() -> None:

@@ -1,0 +1,133 @@
+"""Lite engine benchmark: whole renders through the runner's pipeline, side by side.
+
+For 5 s, 30 s and 120 s of speech at 480x480 and 1280x720, 25 fps, each render runs in a
+fresh process (so model loading and peak memory are its own) and goes through the same
+path as `multitalk-runner render --engine lite`: decode, face analysis, phone timing,
+frames, H.264/AAC encoding, poster and manifest. Prints the runner's stage timings, the
+speed relative to real time (with and without the one-off model load) and peak RSS.
+
+    python benchmarks/lite_engine.py [--durations 5 30 120] [--sizes 480x480 1280x720]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEECH = ROOT / "examples" / "media" / "hello.wav"
+PORTRAIT = ROOT / "examples" / "media" / "portrait.jpg"
+
+
+def speech_of_length(seconds: float, path: Path) -> None:
+    """The example speech repeated to the wanted length (same rate and format)."""
+    with wave.open(str(SPEECH)) as src:
+        params = src.getparams()
+        pcm = np.frombuffer(src.readframes(src.getnframes()), dtype=np.int16).reshape(-1, src.getnchannels())
+    samples = round(seconds * params.framerate)
+    tiled = np.tile(pcm, (samples // len(pcm) + 1, 1))[:samples]
+    with wave.open(str(path), "wb") as dst:
+        dst.setnchannels(params.nchannels)
+        dst.setsampwidth(params.sampwidth)
+        dst.setframerate(params.framerate)
+        dst.writeframes(tiled.tobytes())
+
+
+def child(audio: str, width: int, height: int, out: str) -> None:
+    """One render in this process; prints a JSON line with the timings."""
+    start = time.perf_counter()
+    from multitalk.runner.pipeline import Pipeline
+    from multitalk.runner.request import RenderRequest
+
+    request = RenderRequest.model_validate(
+        {
+            "engine": "lite",
+            "image": str(PORTRAIT),
+            "speakers": [{"audio": audio}],
+            "video": {"width": width, "height": height, "fps": 25, "maxDurationSeconds": 600},
+            "output": {"uri": out, "overwrite": True},
+        }
+    )
+    imported = time.perf_counter() - start
+    result = Pipeline(request, Path(tempfile.gettempdir()) / "no-model-cache").run()
+    wall = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    timings = result.timings.wire() if result.timings else {}
+    cpu = usage.ru_utime + usage.ru_stime
+    print(
+        json.dumps(
+            {"wall": wall, "imports": imported, "cpu": cpu, "peak_mib": usage.ru_maxrss / 1024, "timings": timings}
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--durations", type=float, nargs="+", default=[5.0, 30.0, 120.0])
+    parser.add_argument("--sizes", nargs="+", default=["480x480", "1280x720"])
+    parser.add_argument("--child", nargs=4, metavar=("AUDIO", "WIDTH", "HEIGHT", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        audio, width, height, out = args.child
+        child(audio, int(width), int(height), out)
+        return
+
+    load1, load5, _ = os.getloadavg()
+    print(
+        f"lite engine, {os.cpu_count()} CPU cores (load average {load1:.1f} / {load5:.1f} at start), "
+        f"speech = {SPEECH.name} repeated, portrait = {PORTRAIT.name}"
+    )
+    header = (
+        f"{'size':>9} {'speech':>7} {'load':>6} {'features':>8} {'frames':>7} {'encode':>7} {'render':>7} "
+        f"{'total':>7} {'x real time':>11} {'x w/o load':>10} {'CPU s':>6} {'peak RSS':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            width, height = (int(v) for v in size.split("x"))
+            for seconds in args.durations:
+                audio = Path(tmp) / f"speech-{seconds:g}.wav"
+                if not audio.exists():
+                    speech_of_length(seconds, audio)
+                out = Path(tmp) / f"lite-{size}-{seconds:g}.mp4"
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", str(audio), str(width), str(height), str(out)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                lines = [line for line in proc.stdout.splitlines() if line.startswith('{"wall"')]
+                if proc.returncode != 0 or not lines:
+                    print(f"{size:>9} {seconds:>6g}s FAILED (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
+                    continue
+                r = json.loads(lines[-1])
+                t = r["timings"]
+                load = t.get("modelLoadSeconds", 0.0)
+                render = t.get("featureSeconds", 0) + t.get("generateSeconds", 0) + t.get("encodeSeconds", 0)
+                total = r["wall"]  # process start to outputs written, imports included
+                print(
+                    f"{size:>9} {seconds:>6g}s {load:>5.2f}s {t.get('featureSeconds', 0):>7.2f}s "
+                    f"{t.get('generateSeconds', 0):>6.2f}s {t.get('encodeSeconds', 0):>6.2f}s {render:>6.2f}s "
+                    f"{total:>6.2f}s {seconds / total:>10.1f}x {seconds / (total - load - r['imports']):>9.1f}x "
+                    f"{r['cpu']:>6.1f} {r['peak_mib']:>7.0f}MiB"
+                )
+    print(
+        "render = features + frames + encode; total = wall time of the whole process (imports, model load, "
+        "decode, render, poster, manifest); 'x w/o load' leaves out imports and model load (a warm worker); "
+        "CPU s = user + system seconds of the render process (all threads)."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""`multitalk-runner check`: what can run here, and why not (JSON for people and probes)."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from multitalk.runner.engines.registry import ENGINES, create_engine
+
+PACKAGES = ("multitalk-operator", "av", "numpy", "pillow", "boto3", "torch", "transformers", "diffusers")
+MODEL_SUFFIXES = (".safetensors", ".pth", ".bin", ".ckpt", ".onnx", ".pt", ".json")
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _gpu() -> dict[str, Any]:
+    """CUDA facts through torch when it is installed; never fails."""
+    try:
+        import torch
+    except ImportError:
+        return {"torch": False, "cuda": False, "reason": "torch is not installed"}
+    info: dict[str, Any] = {"torch": True, "cuda": bool(torch.cuda.is_available())}
+    if info["cuda"]:
+        info["devices"] = [
+            {
+                "index": i,
+                "name": torch.cuda.get_device_name(i),
+                "memoryGiB": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1),
+            }
+            for i in range(torch.cuda.device_count())
+        ]
+        info["cudaVersion"] = torch.version.cuda
+    else:
+        info["reason"] = "torch sees no CUDA device"
+    return info
+
+
+def _model_files(model_dir: Path, limit: int = 50) -> dict[str, Any]:
+    if not model_dir.is_dir():
+        return {"dir": str(model_dir), "exists": False, "files": []}
+    files: list[dict[str, Any]] = []
+    total = 0
+    for path in sorted(model_dir.rglob("*")):
+        if path.is_file() and path.suffix in MODEL_SUFFIXES:
+            total += 1
+            if len(files) < limit:
+                files.append({"path": str(path.relative_to(model_dir)), "bytes": path.stat().st_size})
+    return {"dir": str(model_dir), "exists": True, "count": total, "files": files, "truncated": total > limit}
+
+
+def check_report(model_dir: Path) -> dict[str, Any]:
+    engines: dict[str, Any] = {}
+    for name in ENGINES:
+        try:
+            _, avail = create_engine(name, model_dir)
+            engines[name] = {"available": avail.available, "reason": avail.reason, **avail.details}
+        except Exception as exc:  # a broken engine must not break the probe
+            engines[name] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+    best = next((n for n, e in engines.items() if e["available"]), None)
+    return {
+        "engines": engines,
+        "auto": best,
+        "gpu": _gpu(),
+        "models": _model_files(model_dir),
+        "versions": _versions(),
+    }

@@ -1,0 +1,184 @@
+"""MultiTalk generation: clip mode (one window) and streaming mode (overlapping windows).
+
+Each window of `frame_num` (4n+1) frames is conditioned on known frames (the reference
+image first, then the last `motion_frames` generated frames), their CLIP tokens, the text,
+and the audio windows of its frames; it is denoised with `sampler.denoise`, decoded, colour
+matched to the reference, and yielded without its known frames. Audio shorter than the
+last window is extended with its time-reversed tail, as the reference does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from .audio_adapter import AUDIO_WINDOW, VAE_TIME_STRIDE
+from .color import match_colors
+from .sampler import Guidance, denoise, shifted_timesteps
+from .transformer import Conditioning, MultiTalkTransformer
+
+VAE_SPATIAL_STRIDE = 8
+LATENT_CHANNELS = 16
+
+
+@dataclass
+class Encoders:
+    """The frozen encoders around the denoiser (real ones in loader.py; any callables in tests)."""
+
+    encode_text: Callable[[str], torch.Tensor]  # prompt -> [L, text_dim] (L <= 512)
+    encode_image: Callable[[torch.Tensor], torch.Tensor]  # [1, 3, 1, H, W] in [-1, 1] -> [1, 257, 1280]
+    encode_video: Callable[[torch.Tensor], torch.Tensor]  # [1, 3, T, H, W] in [-1, 1] -> [1, 16, t, h, w]
+    decode_latents: Callable[[torch.Tensor], torch.Tensor]  # [1, 16, t, h, w] -> [1, 3, T, H, W] in [-1, 1]
+
+
+@dataclass
+class Settings:
+    frame_num: int = 81  # window length, 4n+1
+    motion_frames: int = 25  # frames carried into the next window (streaming)
+    streaming: bool = False  # False: one window (clip mode)
+    max_frames: int = 1000  # streaming stops once the audio (or this) is covered
+    steps: int = 40
+    shift: float = 7.0
+    seed: int = 42
+    guidance: Guidance = field(default_factory=Guidance)
+    color_strength: float = 1.0
+    negative_prompt: str = ""
+    text_len: int = 512
+
+
+def window_indices(start: int, length: int, total: int, radius: int = AUDIO_WINDOW // 2) -> torch.Tensor:
+    """[length, 2*radius+1] audio-frame indices t-radius..t+radius around each video frame, clamped."""
+    centres = torch.arange(start, start + length)[:, None]
+    return (centres + torch.arange(-radius, radius + 1)[None, :]).clamp(0, total - 1)
+
+
+def condition_mask(frame_num: int, known: int, lat_h: int, lat_w: int) -> torch.Tensor:
+    """[1, 4, T_lat, h, w]: 1 where a video frame is given; frame 0 repeated 4x to fill the first latent slot."""
+    mask = torch.ones(1, frame_num, lat_h, lat_w)
+    mask[:, known:] = 0
+    mask = torch.cat([mask[:, :1].repeat_interleave(VAE_TIME_STRIDE, dim=1), mask[:, 1:]], dim=1)
+    return mask.view(1, mask.shape[1] // VAE_TIME_STRIDE, VAE_TIME_STRIDE, lat_h, lat_w).transpose(1, 2)
+
+
+def pad_text(text: torch.Tensor, length: int) -> torch.Tensor:
+    if text.shape[0] > length:
+        text = text[:length]
+    return torch.cat([text, text.new_zeros(length - text.shape[0], text.shape[1])])[None]
+
+
+class MultiTalkPipeline:
+    def __init__(
+        self,
+        transformer: MultiTalkTransformer,
+        encoders: Encoders,
+        device: torch.device,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> None:
+        self.transformer = transformer
+        self.encoders = encoders
+        self.device = device
+        # Told which model runs next ("text_encoder", "image_encoder", "vae", "transformer"): offload hook.
+        self.on_stage = on_stage or (lambda stage: None)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        image: torch.Tensor,
+        audio: list[torch.Tensor],
+        prompt: str,
+        settings: Settings,
+        masks: torch.Tensor | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield new frames [3, n, H, W] in [-1, 1] window by window.
+
+        image [3, H, W] in [-1, 1] (H, W multiples of 16); audio: per person [T, layers, 768]
+        wav2vec features at the video rate; masks [3, H/8, W/8] for two persons.
+        """
+        if settings.frame_num % VAE_TIME_STRIDE != 1:
+            raise ValueError(f"frame_num must be 4n+1, got {settings.frame_num}")
+        if settings.streaming and settings.motion_frames % VAE_TIME_STRIDE != 1:
+            raise ValueError(f"motion_frames must be 4n+1, got {settings.motion_frames}")
+        device, dtype = self.device, self.transformer.dtype
+        frame_num = settings.frame_num
+        _, height, width = image.shape
+        lat_h, lat_w = height // VAE_SPATIAL_STRIDE, width // VAE_SPATIAL_STRIDE
+        lat_t = (frame_num - 1) // VAE_TIME_STRIDE + 1
+        reference = image.to(device, torch.float32)
+        cond_frames = reference[:, None][None]  # 1, 3, 1, H, W
+        audio = [a.float() for a in audio]
+        self.on_stage("text_encoder")
+        text = pad_text(self.encoders.encode_text(prompt), settings.text_len).to(device)
+        text_null = pad_text(self.encoders.encode_text(settings.negative_prompt), settings.text_len).to(device)
+        timesteps = shifted_timesteps(settings.steps, settings.shift)
+        generator = torch.Generator(device=device).manual_seed(settings.seed)
+        known, start, last = 1, 0, False
+        windows_total = self._windows_total(audio[0].shape[0], settings)
+        window = 0
+        while True:
+            idx = window_indices(start, frame_num, audio[0].shape[0])
+            windows = torch.stack([a[idx] for a in audio]).to(device, dtype)  # P, F, 5, L, C
+            noise = torch.randn(
+                LATENT_CHANNELS, lat_t, lat_h, lat_w, generator=generator, device=device, dtype=torch.float32
+            )
+            self.on_stage("image_encoder")
+            clip_tokens = self.encoders.encode_image(cond_frames[:, :, -1:]).to(dtype)
+            padded = torch.cat([cond_frames, cond_frames.new_zeros(1, 3, frame_num - known, height, width)], dim=2)
+            self.on_stage("vae")
+            latents_y = self.encoders.encode_video(padded).to(dtype)
+            motion = latents_y[0, :, : 1 + (known - 1) // VAE_TIME_STRIDE].float() if window > 0 else None
+            condition = torch.cat([condition_mask(frame_num, known, lat_h, lat_w).to(device, dtype), latents_y], 1)
+            zero_audio = torch.zeros_like(windows)[-1:]
+            branches = {
+                "cond": Conditioning(text, clip_tokens, condition, windows, masks, "cond"),
+                "drop_text": Conditioning(text_null, clip_tokens, condition, windows, masks, "drop_text"),
+                "drop_audio": Conditioning(text, clip_tokens, condition, zero_audio, masks, "drop_audio"),
+                "uncond": Conditioning(text_null, clip_tokens, condition, zero_audio, masks, "uncond"),
+            }
+
+            def predict(
+                latent: torch.Tensor, t: torch.Tensor, branch: str, branches: dict[str, Conditioning] = branches
+            ) -> torch.Tensor:
+                out: torch.Tensor = self.transformer(latent[None].to(dtype), t, branches[branch])[0]
+                return out
+
+            def step_progress(done: int, total: int, window: int = window) -> None:
+                if progress is not None:
+                    progress(window * total + done, windows_total * total)
+
+            self.on_stage("transformer")
+            latent = denoise(predict, noise, timesteps, settings.guidance, generator, motion, step_progress)
+            self.on_stage("vae")
+            video = self.encoders.decode_latents(latent[None].to(dtype)).float()[0]
+            video = match_colors(video, reference, settings.color_strength)
+            yield video if window == 0 else video[:, known:]
+            if last or not settings.streaming or settings.max_frames <= frame_num:
+                return
+            known = settings.motion_frames
+            cond_frames = video[None, :, -known:].to(device, torch.float32)
+            start += frame_num - known
+            end = start + frame_num
+            window += 1
+            if end >= min(settings.max_frames, audio[0].shape[0]):
+                last = True
+                audio = [self._extend(a, end) for a in audio]
+
+    @staticmethod
+    def _extend(features: torch.Tensor, end: int) -> torch.Tensor:
+        """Extend audio features past `end` with their time-reversed tail (keeps speech-like motion)."""
+        if end < features.shape[0]:
+            return features
+        missing = end - features.shape[0] + 3
+        return torch.cat([features, torch.flip(features[-missing:], dims=[0])])
+
+    @staticmethod
+    def _windows_total(audio_frames: int, settings: Settings) -> int:
+        if not settings.streaming:
+            return 1
+        total, start, step = 1, 0, settings.frame_num - settings.motion_frames
+        while start + settings.frame_num < min(settings.max_frames, audio_frames) and total < 10_000:
+            start += step
+            total += 1
+        return total

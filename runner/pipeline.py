@@ -1,0 +1,300 @@
+"""One render, stage by stage: pick engine -> download -> decode -> load -> features ->
+generate+encode -> publish. Each stage is timed; the result is a RunResult.
+
+Everything that can be refused without work is refused first (engine availability,
+request checks, an existing output), so a doomed render costs no download.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+from multitalk.runner.audio import DecodedSpeech, Timeline, build_timeline, decode_speech
+from multitalk.runner.encode import Mp4Writer
+from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Engine, EngineInfo, Image, RenderInputs
+from multitalk.runner.engines.registry import ENGINES, create_engine
+from multitalk.runner.errors import EngineUnavailable, InvalidInput
+from multitalk.runner.image import fitted_box, load_portrait, upright_size
+from multitalk.runner.outputs import Publisher, sha256_file
+from multitalk.runner.request import RenderRequest
+from multitalk.runner.result import AudioReport, EngineReport, OutputReport, RunResult, Timings
+from multitalk.runner.storage import read_input
+
+MAX_AUDIO_BYTES = 200 * 1024 * 1024  # 10 min of 48 kHz stereo 16-bit PCM fits
+MAX_IMAGE_BYTES = 40 * 1024 * 1024
+
+ProgressFn = Callable[[str, float], None]
+
+# libx264 preset per engine: a test card needs no compression effort; real renders get more.
+X264_PRESETS = {"placeholder": "ultrafast"}
+DEFAULT_X264_PRESET = "veryfast"
+
+
+def runner_version() -> str:
+    try:
+        return metadata.version("multitalk-operator")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def select_engine(request: RenderRequest, model_dir: Path) -> tuple[Engine, str | None]:
+    """The engine to run, and why it is not the one asked for (None when it is).
+
+    auto: the first engine in registry order (best first) that is available and accepts the
+    request (e.g. lite needs an image). Explicit: that engine; if it is unavailable, exit 4
+    unless allowFallback, then the best other engine as for auto. Never silent: the reason
+    lists every better engine skipped and why.
+    """
+    requested = request.engine
+    skipped: list[str] = []
+    if requested != "auto":
+        engine, avail = create_engine(requested, model_dir)
+        if engine is not None and avail.available:
+            engine.validate(request)  # the engine asked for: its objections are the user's to fix (exit 3)
+            return engine, None
+        why = f"{requested} unavailable: {avail.reason}"
+        if not request.allow_fallback:
+            raise EngineUnavailable(f"{why}; set allowFallback: true to accept a weaker engine", "engine")
+        skipped.append(why)
+    for name in ENGINES:
+        if name == requested:
+            continue
+        engine, avail = create_engine(name, model_dir)
+        if engine is None or not avail.available:
+            skipped.append(f"{name} unavailable: {avail.reason}")
+            continue
+        try:
+            engine.validate(request)
+        except InvalidInput as exc:
+            skipped.append(f"{name} cannot render this request: {exc}")
+            continue
+        return engine, "; ".join(s[:300] for s in skipped) or None
+    raise EngineUnavailable("no engine is available here: " + "; ".join(skipped), "engine")
+
+
+@dataclass
+class Pipeline:
+    request: RenderRequest
+    model_dir: Path
+    progress: ProgressFn = lambda stage, fraction: None
+    x264_preset: str | None = None  # None: per engine (X264_PRESETS)
+    started: float = field(default_factory=time.perf_counter)
+    timings: Timings = field(default_factory=Timings)
+    engine_report: EngineReport | None = None
+    audio_report: AudioReport | None = None
+    first_frame_at: float | None = None  # perf_counter of the first generated frame (benchmarks)
+
+    def _stand_in(self, engine: Engine, refusal: InvalidInput) -> Engine:
+        """An engine refused these inputs (lite: no usable face). With `auto` or allowFallback the
+        placeholder stands in and the result says why; otherwise the refusal stands (exit 3)."""
+        req = self.request
+        if engine.name == "placeholder" or not (req.engine == "auto" or req.allow_fallback):
+            raise refusal
+        stand_in, avail = create_engine("placeholder", self.model_dir)
+        if stand_in is None or not avail.available:
+            raise refusal
+        assert self.engine_report is not None
+        reason = f"{engine.name} refused the input: {refusal}"[:500]
+        earlier = self.engine_report.fallback_reason
+        self.engine_report = self.engine_report.model_copy(
+            update={"name": stand_in.name, "fallback_reason": f"{earlier}; {reason}" if earlier else reason}
+        )
+        return stand_in
+
+    def _time(self, name: str, since: float) -> None:
+        self.timings = self.timings.model_copy(update={name: round(time.perf_counter() - since, 3)})
+
+    def run(self) -> RunResult:
+        req = self.request
+        self.engine_report = EngineReport(requested=req.engine, version=runner_version())
+        engine, fallback = select_engine(req, self.model_dir)
+        self.engine_report = self.engine_report.model_copy(update={"name": engine.name, "fallback_reason": fallback})
+        try:
+            return self._run(engine)
+        finally:
+            engine.close()
+
+    def _run(self, engine: Engine) -> RunResult:
+        req = self.request
+        publisher = Publisher(req.output, req.storage)
+        publisher.preflight()
+
+        t = time.perf_counter()
+        self.progress("download", 0.0)
+        audio_bytes = [
+            read_input(s.audio, f"speakers[{i}].audio", MAX_AUDIO_BYTES, req.storage)
+            for i, s in enumerate(req.speakers)
+        ]
+        image_bytes = read_input(req.image, "image", MAX_IMAGE_BYTES, req.storage) if req.image else None
+        self.progress("download", 1.0)
+        self._time("download_seconds", t)
+
+        t = time.perf_counter()
+        timeline = self._decode_audio(audio_bytes)
+        del audio_bytes
+        v = req.video
+        image = load_portrait(image_bytes, "image", v.width, v.height) if image_bytes is not None else None
+        if image_bytes is not None and any(s.bbox for s in req.speakers):
+            # Engines see the fitted frame: speakers' boxes (image pixels) are mapped onto it.
+            source = upright_size(image_bytes)
+            speakers = [
+                s if s.bbox is None else s.model_copy(update={"bbox": fitted_box(s.bbox, source, (v.width, v.height))})
+                for s in req.speakers
+            ]
+            req = req.model_copy(update={"speakers": speakers})
+        del image_bytes
+        frames = round(timeline.duration_seconds * v.fps)
+        if frames < 1:
+            raise InvalidInput(f"the video would have no frames at {v.fps} fps", "video.durationSeconds")
+        inputs = RenderInputs(
+            request=req,
+            image=image,
+            speech=timeline.speech,
+            mix=timeline.mix,
+            width=v.width,
+            height=v.height,
+            fps=v.fps,
+            frames=frames,
+            duration_seconds=timeline.duration_seconds,
+            model_dir=self.model_dir,
+        )
+        decode_seconds = time.perf_counter() - t
+        self.audio_report = AudioReport(
+            duration_seconds=round(timeline.duration_seconds, 3), sample_rate=timeline.mux_rate
+        )
+
+        t = time.perf_counter()
+        self.progress("load", 0.0)
+        engine.load()
+        self.progress("load", 1.0)
+        self._time("model_load_seconds", t)
+
+        t = time.perf_counter()
+        try:
+            info = engine.prepare(inputs, lambda f: self.progress("features", f))
+        except InvalidInput as exc:
+            # e.g. lite finds no face: a test card stands in, said so. The refusing engine is
+            # still closed by run(); the placeholder holds nothing to close.
+            engine = self._stand_in(engine, exc)
+            engine.load()
+            info = engine.prepare(inputs, lambda f: self.progress("features", f))
+        self.timings = self.timings.model_copy(
+            update={"feature_seconds": round(time.perf_counter() - t + decode_seconds, 3)}
+        )
+        assert self.engine_report is not None
+        self.engine_report = self.engine_report.model_copy(
+            update={"device": info.device, "precision": info.precision, "models": list(info.models)}
+        )
+        if info.feature_shape:
+            self.audio_report = self.audio_report.model_copy(update={"feature_shape": list(info.feature_shape)})
+
+        scratch = publisher.scratch_video()
+        try:
+            poster = self._generate(engine, inputs, info, timeline, scratch)
+            t = time.perf_counter()
+            self.progress("upload", 0.0)
+            output = self._output_report(publisher, scratch, inputs)
+            manifest = self._manifest(output)
+            publisher.publish(scratch, _png(poster), manifest)
+            self._time("upload_seconds", t)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                scratch.unlink()
+        self._time("total_seconds", self.started)
+        self.progress("done", 1.0)
+        return RunResult(
+            ok=True,
+            exit_code=0,
+            engine=self.engine_report,
+            timings=self.timings,
+            audio=self.audio_report,
+            output=output,
+        )
+
+    def _decode_audio(self, audio_bytes: list[bytes]) -> Timeline:
+        v = self.request.video
+        decoded: list[DecodedSpeech] = []
+        for i, data in enumerate(audio_bytes):
+            rate = decoded[0].mux_rate if decoded else None  # one sound track, one rate
+            decoded.append(decode_speech(data, f"speakers[{i}].audio", v.max_duration_seconds, rate))
+        return build_timeline(decoded, self.request.audio_mode, v.duration_seconds, v.max_duration_seconds)
+
+    def _generate(self, engine: Engine, inputs: RenderInputs, info: EngineInfo, tl: Timeline, path: Path) -> Image:
+        poster_index = inputs.frames // 2
+        poster: Image | None = None
+        t = time.perf_counter()
+        self.progress("generate", 0.0)
+        count = 0
+        with Mp4Writer(
+            path,
+            inputs.width,
+            inputs.height,
+            inputs.fps,
+            tl.mux,
+            tl.mux_rate,
+            preset=self.x264_preset or X264_PRESETS.get(engine.name, DEFAULT_X264_PRESET),
+        ) as writer:
+            for frame in engine.frames(inputs, lambda f: self.progress("generate", f)):
+                if count == 0:
+                    self.first_frame_at = time.perf_counter()
+                if count >= inputs.frames:
+                    raise RuntimeError(f"engine {engine.name} yielded more than {inputs.frames} frames")
+                if count == poster_index:
+                    poster = frame.copy()
+                writer.write(frame)
+                count += 1
+            if count != inputs.frames:
+                raise RuntimeError(f"engine {engine.name} yielded {count} frames, expected {inputs.frames}")
+        elapsed = time.perf_counter() - t
+        self.timings = self.timings.model_copy(
+            update={
+                "generate_seconds": round(elapsed - writer.encode_seconds, 3),
+                "encode_seconds": round(writer.encode_seconds, 3),
+            }
+        )
+        assert poster is not None  # frames >= 1
+        return poster
+
+    def _output_report(self, publisher: Publisher, video: Path, inputs: RenderInputs) -> OutputReport:
+        return OutputReport(
+            uri=publisher.targets.video,
+            size_bytes=video.stat().st_size,
+            sha256=sha256_file(video),
+            duration_seconds=round(inputs.duration_seconds, 3),
+            width=inputs.width,
+            height=inputs.height,
+            fps=inputs.fps,
+            frames=inputs.frames,
+            poster_uri=publisher.targets.poster,
+            manifest_uri=publisher.targets.manifest,
+        )
+
+    def _manifest(self, output: OutputReport) -> bytes:
+        doc = {
+            "kind": "TalkingVideoManifest",
+            "createdAt": datetime.now(UTC).isoformat(timespec="seconds"),
+            "output": output.wire(),
+            "engine": self.engine_report.wire() if self.engine_report else None,
+            "audio": self.audio_report.wire() if self.audio_report else None,
+            "timings": self.timings.wire(),
+            "audioSampleRateForEngines": ENGINE_SAMPLE_RATE,
+            "request": self.request.wire(),
+        }
+        return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def _png(rgb: Image) -> bytes:
+    buf = io.BytesIO()
+    PILImage.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()

@@ -1,0 +1,85 @@
+"""Install the project's Helm chart with the Helm library and run the operator on a test node.
+
+The chart's Deployment is real: the controller-manager makes its ReplicaSet and pod, the
+test node binds that pod and runs its command (`multitalk-operator`) with the chart's
+environment and a token of the chart's ServiceAccount, so the chart's RBAC is what the
+operator gets. Killing that process is a container crash; the node restarts it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+from kubernetes import client
+
+from cluster.controlplane import free_port
+from cluster.session import Cluster
+from cluster.testnode import TestNode
+from cluster.waiting import eventually
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm"
+RELEASE = "multitalk"
+SYSTEM_NAMESPACE = "multitalk-system"
+
+
+def chart_values(s3_endpoint: str, secret_name: str = "s3", **overrides: Any) -> dict[str, Any]:
+    """Values for tests: local S3, fast resync, free ports (other processes share this host)."""
+    values: dict[str, Any] = {
+        "storage": {"endpoint": s3_endpoint, "region": "us-east-1", "secretName": secret_name},
+        "runner": {"resources": {"limits": {"nvidia.com/gpu": 1}}},
+        "operator": {"progressPollSeconds": 1, "resyncSeconds": 5},
+        "metrics": {"port": free_port()},
+        "health": {"port": free_port()},
+    }
+    for key, value in overrides.items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    return values
+
+
+def hand_crd_to_release(cluster: Cluster, namespace: str = SYSTEM_NAMESPACE) -> None:
+    """Let the release adopt a CRD applied with `kubectl apply --server-side -f crds/`: the
+    handover the README documents (Helm's ownership label and annotations)."""
+    crd = "crd/talkingvideos.multitalk.dev"
+    if cluster.kubectl("get", crd, check=False).returncode != 0:
+        return
+    cluster.kubectl("label", "--overwrite", crd, "app.kubernetes.io/managed-by=Helm")
+    cluster.kubectl(
+        "annotate",
+        "--overwrite",
+        crd,
+        f"meta.helm.sh/release-name={RELEASE}",
+        f"meta.helm.sh/release-namespace={namespace}",
+    )
+
+
+def install(cluster: Cluster, values: dict[str, Any], namespace: str = SYSTEM_NAMESPACE) -> dict[str, Any]:
+    with helm.Config(kubeconfig_path=cluster.kubeconfig, namespace=namespace) as config:
+        release = config.install(str(CHART), RELEASE, values, namespace=namespace, create_namespace=True, timeout=120)
+    return dict(release)
+
+
+def uninstall(cluster: Cluster, namespace: str = SYSTEM_NAMESPACE) -> None:
+    with helm.Config(kubeconfig_path=cluster.kubeconfig, namespace=namespace) as config:
+        config.uninstall(RELEASE, ignore_not_found=True)
+
+
+def operator_pod(cluster: Cluster, namespace: str = SYSTEM_NAMESPACE) -> dict[str, Any] | None:
+    pods = client.CoreV1Api(cluster.api).list_namespaced_pod(
+        namespace, label_selector="app.kubernetes.io/name=multitalk-operator", _preload_content=False
+    )
+    items = [p for p in json.loads(pods.data)["items"] if not p["metadata"].get("deletionTimestamp")]
+    return items[0] if items else None
+
+
+def wait_operator_running(cluster: Cluster, node: TestNode, namespace: str = SYSTEM_NAMESPACE) -> dict[str, Any]:
+    node.adopt(namespace)
+
+    def running() -> dict[str, Any] | None:
+        pod = operator_pod(cluster, namespace)
+        return pod if pod and pod.get("status", {}).get("phase") == "Running" else None
+
+    return eventually(running, 120, "the operator pod to run on the test node")

@@ -1,0 +1,125 @@
+"""The test node runs a Job's runner container as a local process against the local S3 server."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from cluster.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from cluster.session import Cluster
+from cluster.testnode import TestNode
+from cluster.waiting import eventually
+from kubernetes import client
+
+pytestmark = pytest.mark.cluster
+
+MEDIA = Path(__file__).resolve().parents[2] / "examples" / "media"
+
+
+def runner_job(name: str, request: dict[str, Any], secret: str) -> dict[str, Any]:
+    """A Job shaped like the operator's: request in the env, result in the termination log."""
+    env = [
+        {"name": "MULTITALK_REQUEST", "value": json.dumps(request)},
+        {"name": "MULTITALK_RESULT_PATH", "value": "/dev/termination-log"},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "TMPDIR", "value": "/tmp"},
+        *(
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ),
+    ]
+    container = {
+        "name": "runner",
+        "image": "multitalk-runner:test",
+        "command": ["multitalk-runner", "render"],
+        "env": env,
+        "resources": {"limits": {"nvidia.com/gpu": "1"}},
+        "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "containers": [container],
+        "volumes": [{"name": "scratch", "emptyDir": {}}],
+    }
+    return {"metadata": {"name": name}, "spec": {"backoffLimit": 0, "template": {"spec": pod_spec}}}
+
+
+@pytest.fixture
+def bucket(s3: S3Server, namespace: str) -> str:
+    s3.client().create_bucket(Bucket=namespace)
+    s3.client().upload_file(str(MEDIA / "hello.wav"), namespace, "in/hello.wav")
+    s3.client().upload_file(str(MEDIA / "portrait.jpg"), namespace, "in/portrait.jpg")
+    return namespace
+
+
+def test_runner_pod_renders_to_s3_and_reports_its_result(
+    local_cluster: Cluster, namespace: str, test_node: TestNode, s3: S3Server, bucket: str
+) -> None:
+    core, batch = client.CoreV1Api(local_cluster.api), client.BatchV1Api(local_cluster.api)
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "s3"},
+            "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+        },
+    )
+    request = {
+        "engine": "placeholder",
+        "image": f"s3://{bucket}/in/portrait.jpg",
+        "speakers": [{"audio": f"s3://{bucket}/in/hello.wav"}],
+        "video": {"width": 256, "height": 256, "fps": 25},
+        "output": {"uri": f"s3://{bucket}/out/hello.mp4"},
+        "storage": {"endpoint": s3.endpoint, "region": REGION},
+    }
+    batch.create_namespaced_job(namespace, runner_job("render", request, "s3"))
+
+    def finished() -> str | None:
+        conditions = batch.read_namespaced_job_status("render", namespace).status.conditions or []
+        return next((c.type for c in conditions if c.type in ("Complete", "Failed") and c.status == "True"), None)
+
+    outcome = eventually(finished, 120, "the Job to finish")
+    pod = core.list_namespaced_pod(namespace, label_selector="job-name=render").items[0]
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert outcome == "Complete", f"{terminated}\n{test_node.pod_log(namespace, pod.metadata.name)}"
+    assert terminated.exit_code == 0
+    result = json.loads(terminated.message)
+    assert result["ok"] is True and result["engine"]["name"] == "placeholder"
+    assert result["output"]["uri"] == f"s3://{bucket}/out/hello.mp4"
+
+    video = s3.client().get_object(Bucket=bucket, Key="out/hello.mp4")["Body"].read()
+    with av.open(io.BytesIO(video)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.width, stream.height) == ("h264", 256, 256)
+        assert sum(1 for _ in container.decode(video=0)) == result["output"]["frames"]
+
+
+def test_pod_needing_more_gpus_than_the_node_has_stays_pending_as_unschedulable(
+    local_cluster: Cluster, namespace: str, test_node: TestNode
+) -> None:
+    core = client.CoreV1Api(local_cluster.api)
+    pod = {
+        "metadata": {"name": "greedy"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {"name": "main", "image": "x", "command": ["true"], "resources": {"limits": {"nvidia.com/gpu": "8"}}}
+            ],
+        },
+    }
+    core.create_namespaced_pod(namespace, pod)
+
+    def unschedulable() -> bool:
+        conditions = core.read_namespaced_pod("greedy", namespace).status.conditions or []
+        return any(c.type == "PodScheduled" and c.reason == "Unschedulable" for c in conditions)
+
+    eventually(unschedulable, 30, "the PodScheduled=False condition")
+    stored = core.read_namespaced_pod("greedy", namespace)
+    assert stored.spec.node_name is None and stored.status.phase == "Pending"
+    assert "Insufficient nvidia.com/gpu" in stored.status.conditions[0].message

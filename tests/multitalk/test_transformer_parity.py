@@ -1,0 +1,97 @@
+"""Our MultiTalk transformer against numbers computed by MeiGen's reference code (tiny config, fp32, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from multitalk.runner.engines.multitalk.assemble import build_transformer
+from multitalk.runner.engines.multitalk.audio_adapter import group_latent_windows
+from multitalk.runner.engines.multitalk.lrope import (
+    audio_key_positions,
+    reference_attention_map,
+    video_token_positions,
+)
+from multitalk.runner.engines.multitalk.transformer import Conditioning, MultiTalkTransformer
+from multitalk.runner.engines.multitalk.weights import original_to_diffusers, split_audio, wan_config_from_original
+
+from . import tiny
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, torch.Tensor]:
+    return load_file(str(tiny.DATA / "reference_forward.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def model() -> MultiTalkTransformer:
+    base, audio = split_audio(tiny.seeded_state_dict())
+    config = wan_config_from_original(tiny.REFERENCE_CONFIG)
+    return build_transformer(config, original_to_diffusers(base), audio, dtype=torch.float32)
+
+
+def conditioning(persons: int) -> tuple[torch.Tensor, torch.Tensor, Conditioning]:
+    inp = tiny.seeded_inputs(persons)
+    cond = Conditioning(
+        text=tiny.pad_text(inp["text"]),
+        image=inp["clip"],
+        condition=inp["condition"][None],
+        audio=inp["audio"],
+        masks=tiny.two_person_masks() if persons == 2 else None,
+    )
+    return inp["latents"][None], inp["timestep"], cond
+
+
+@pytest.mark.parametrize("persons", [1, 2])
+def test_forward_matches_reference(
+    model: MultiTalkTransformer, reference: dict[str, torch.Tensor], persons: int
+) -> None:
+    latents, timestep, cond = conditioning(persons)
+    with torch.no_grad():
+        out = model(latents, timestep, cond)
+    expected = reference[f"p{persons}_output"]
+    assert out.shape == (1, *expected.shape)
+    torch.testing.assert_close(out[0], expected, **TOL)
+
+
+@pytest.mark.parametrize("persons", [1, 2])
+def test_audio_adapter_matches_reference(
+    model: MultiTalkTransformer, reference: dict[str, torch.Tensor], persons: int
+) -> None:
+    windows = tiny.seeded_inputs(persons)["audio"]
+    with torch.no_grad():
+        tokens = model.audio.audio_proj(*group_latent_windows(windows))
+    torch.testing.assert_close(tokens, reference[f"p{persons}_audio_tokens"], **TOL)
+
+
+def test_latent_windows_shapes() -> None:
+    windows = torch.arange(2 * 9 * 5, dtype=torch.float32).view(2, 9, 5, 1, 1)
+    first, later = group_latent_windows(windows)
+    assert first.shape == (2, 1, 5, 1, 1) and later.shape == (2, 2, 8, 1, 1)
+    # latent frame 1 = video frames 1..4: left half of frame 1, centres of 2 and 3, right half of 4
+    frame = windows[0, :, :, 0, 0]
+    expected = torch.cat([frame[1, :3], frame[2, 2:3], frame[3, 2:3], frame[4, 2:]])
+    torch.testing.assert_close(later[0, 0, :, 0, 0], expected)
+
+
+def test_lrope_positions_match_reference(reference: dict[str, torch.Tensor]) -> None:
+    positions = video_token_positions(reference["p2_attention_map_block0"])
+    torch.testing.assert_close(positions, reference["p2_query_positions_block0"], **TOL)
+    keys = audio_key_positions(2 * tiny.AUDIO_TOKENS, tiny.LAT_T)
+    torch.testing.assert_close(keys, reference["p2_key_positions_block0"])
+    assert set(keys.tolist()) == {2.0, 22.0}
+    assert positions.min() >= 0 and positions.max() <= 24
+
+
+def test_reference_attention_map_chunking() -> None:
+    """Head-chunked map equals the direct softmax-mask-mean formula."""
+    g = tiny.generator(7)
+    q, k = torch.randn(1, 48, 4, 16, generator=g), torch.randn(1, 48, 4, 16, generator=g)
+    masks = tiny.two_person_masks()[:, ::2, ::2].flatten(1)
+    probs = torch.einsum("bshd,brhd->bhsr", q / 4.0, k[:, :16]).softmax(-1)
+    direct = torch.stack([(probs * m).sum(-1).div(m.sum()).mean(1)[0] for m in masks])
+    for chunk in (1, 3, 4):
+        torch.testing.assert_close(reference_attention_map(q, k, 16, masks, head_chunk=chunk), direct, **TOL)

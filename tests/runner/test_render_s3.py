@@ -1,0 +1,67 @@
+"""Renders from and to S3 through a real S3-protocol server (moto's, on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from runner_support import Media, S3Server, probe_mp4, run_cli
+
+
+def _request(s3: S3Server, key: str, **extra: object) -> dict[str, object]:
+    return {
+        "engine": "placeholder",
+        "image": f"s3://{s3.bucket}/inputs/face.jpg",
+        "speakers": [{"audio": f"s3://{s3.bucket}/inputs/voice.wav"}],
+        "video": {"width": 96, "height": 96, "fps": 25},
+        "output": {"uri": f"s3://{s3.bucket}/{key}"},
+        "storage": {"endpoint": s3.endpoint, "region": "us-east-1"},
+        **extra,
+    }
+
+
+def _upload_inputs(s3: S3Server, media: Media) -> None:
+    client = s3.client()
+    client.put_object(Bucket=s3.bucket, Key="inputs/voice.wav", Body=media.short.read_bytes())
+    client.put_object(Bucket=s3.bucket, Key="inputs/face.jpg", Body=media.portrait.read_bytes())
+
+
+def test_s3_in_s3_out(s3: S3Server, media: Media, tmp_path: Path) -> None:
+    _upload_inputs(s3, media)
+    request_file = tmp_path / "request.json"
+    request_file.write_text(json.dumps(_request(s3, "outputs/ok.mp4")))
+    run = run_cli(["render", "--request", str(request_file)], tmp_path, env=s3.writer)
+    assert run.code == 0, run.stderr
+    assert s3.keys("outputs/ok") == ["outputs/ok.json", "outputs/ok.mp4", "outputs/ok.png"]
+
+    client = s3.client()
+    body = client.get_object(Bucket=s3.bucket, Key="outputs/ok.mp4")["Body"].read()
+    assert run.result is not None
+    out = run.result["output"]
+    assert out["uri"] == f"s3://{s3.bucket}/outputs/ok.mp4"
+    assert out["posterUri"] == f"s3://{s3.bucket}/outputs/ok.png"
+    assert out["sizeBytes"] == len(body) and out["sha256"] == hashlib.sha256(body).hexdigest()
+    local = tmp_path / "downloaded.mp4"
+    local.write_bytes(body)
+    p = probe_mp4(local)
+    assert (p.video_codec, p.audio_codec, p.pix_fmt, p.width, p.height) == ("h264", "aac", "yuv420p", 96, 96)
+    assert p.frames == out["frames"] == round(1.2 * 25)
+    head = client.head_object(Bucket=s3.bucket, Key="outputs/ok.mp4")
+    assert head["ContentType"] == "video/mp4"
+    assert "-" in head["ETag"]  # completed through a multipart upload
+    manifest = json.loads(client.get_object(Bucket=s3.bucket, Key="outputs/ok.json")["Body"].read())
+    assert manifest["output"]["sha256"] == out["sha256"]
+    assert "AWS" not in json.dumps(manifest) and s3.writer["AWS_SECRET_ACCESS_KEY"] not in json.dumps(manifest)
+    assert run.result["timings"]["uploadSeconds"] >= 0 and run.result["timings"]["downloadSeconds"] >= 0
+
+
+def test_s3_overwrite_true_replaces(s3: S3Server, media: Media, tmp_path: Path) -> None:
+    _upload_inputs(s3, media)
+    s3.client().put_object(Bucket=s3.bucket, Key="outputs/replace.mp4", Body=b"old")
+    request = _request(s3, "outputs/replace.mp4")
+    request["output"] = {"uri": f"s3://{s3.bucket}/outputs/replace.mp4", "overwrite": True}
+    run = run_cli(["render"], tmp_path, env={**s3.writer, "MULTITALK_REQUEST": json.dumps(request)})
+    assert run.code == 0, run.stderr
+    body = s3.client().get_object(Bucket=s3.bucket, Key="outputs/replace.mp4")["Body"].read()
+    assert body != b"old" and body[4:8] == b"ftyp"
