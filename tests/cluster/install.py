@@ -40,6 +40,22 @@ def chart_values(s3_endpoint: str, secret_name: str = "s3", **overrides: Any) ->
     return values
 
 
+def hand_crd_to_release(cluster: Cluster, namespace: str = SYSTEM_NAMESPACE) -> None:
+    """Let the release adopt a CRD applied with `kubectl apply --server-side -f crds/`: the
+    handover the README documents (Helm's ownership label and annotations)."""
+    crd = "crd/talkingvideos.multitalk.dev"
+    if cluster.kubectl("get", crd, check=False).returncode != 0:
+        return
+    cluster.kubectl("label", "--overwrite", crd, "app.kubernetes.io/managed-by=Helm")
+    cluster.kubectl(
+        "annotate",
+        "--overwrite",
+        crd,
+        f"meta.helm.sh/release-name={RELEASE}",
+        f"meta.helm.sh/release-namespace={namespace}",
+    )
+
+
 CRD_NAME = "talkingvideos.multitalk.dev"
 
 

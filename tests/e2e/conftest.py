@@ -77,6 +77,8 @@ def local_session_cluster(cluster: Cluster) -> Cluster:
 @pytest.fixture(scope="session")
 def operator(local_session_cluster: Cluster, gpu_node: TestNode, s3: S3Server) -> Iterator[dict[str, Any]]:
     """The chart installed with the Helm library; its operator pod running on the GPU node."""
+    # Earlier tests may have applied crds/ with kubectl: hand it over as the README says.
+    install.hand_crd_to_release(local_session_cluster)
     release = install.install(local_session_cluster, install.chart_values(s3.endpoint))
     local_session_cluster.kubectl(
         "wait", "--for=condition=Established", "crd/talkingvideos.multitalk.dev", "--timeout=60s"

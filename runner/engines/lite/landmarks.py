@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from multitalk.runner.engines.lite.mediapipe_import import face_modules
 from multitalk.runner.errors import InvalidInput
 
 FloatArray = npt.NDArray[np.float32]
@@ -84,14 +85,12 @@ class FaceFinder:
     """mediapipe face mesh plus Haar proposals; create once, reuse for every image."""
 
     def __init__(self) -> None:
-        # Imported here: mediapipe takes about a second to import and only the lite engine needs it.
-        import mediapipe as mp
-
-        self._mesh: Any = mp.solutions.face_mesh.FaceMesh(
+        face_mesh, face_detection = face_modules()  # only these two: all of mediapipe takes a second
+        self._mesh: Any = face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=4, refine_landmarks=False, min_detection_confidence=0.5
         )
         # The full-range detector (also in the wheel) sees faces down to ~20 px; used for proposals.
-        self._detector: Any = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+        self._detector: Any = face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
         cascade = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
         self._haar = cv2.CascadeClassifier(cascade)
         if self._haar.empty():

@@ -267,9 +267,9 @@ class MultiTalkEngine(Engine):
         for i, box in enumerate(boxes):
             if box is not None and float(tokens[i].sum()) == 0:
                 raise InvalidInput(
-                    f"bbox {list(box)} covers no part of the {inputs.width}x{inputs.height} video frame the model "
-                    "sees (too small or outside); it is [top, left, bottom, right] in pixels of the video frame, "
-                    "rows first",
+                    "the box covers no part of the video frame the model sees (too small, or outside after the "
+                    "image is fitted to the video size); bbox is [top, left, bottom, right] in pixels of the "
+                    "image, rows first",
                     f"speakers[{i}].bbox",
                 )
         return masks.to(self._state["device"])
