@@ -116,7 +116,8 @@ def main() -> int:
         delays = []
         for tv in list_raw(custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, PLURAL):
             job = jobs.get(tv["metadata"]["uid"])
-            tv_done, job_done = condition_time(tv, "Complete"), job and condition_time(job, "Complete")
+            tv_done = condition_time(tv, "Complete")
+            job_done = condition_time(job, "Complete") if job else None
             if tv_done is not None and job_done is not None:
                 delays.append(tv_done - job_done)
 

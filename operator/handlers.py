@@ -161,6 +161,9 @@ class Reconciler:
             c.get("status") == "True" and c.get("type") in ("Complete", "Failed")
             for c in old_status.get("conditions") or []
         )
+        if terminal and old_status.get("observedGeneration") == meta.get("generation"):
+            self.phases.set(key, old_status.get("phase"))
+            return None  # finished and nothing new to acknowledge: terminal results never change
         recorded = (old_status.get("job") or {}).get("name")
         if job is None and recorded and not terminal:
             job = await self._call("get_job", self.kube.get_job(namespace, recorded))

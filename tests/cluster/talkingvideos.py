@@ -43,7 +43,8 @@ def wait_phase(
         return tv if (tv.get("status") or {}).get("phase") in phases else None
 
     try:
-        return eventually(reached, timeout, f"{namespace}/{name} to reach {phases}")
+        found: dict[str, Any] = eventually(reached, timeout, f"{namespace}/{name} to reach {phases}")
+        return found
     except AssertionError as error:
         raise AssertionError(f"{error}; status: {json.dumps(get_tv(cluster, namespace, name).get('status'))}") from None
 

@@ -695,7 +695,7 @@ class TestNode:
 
 def _field(pod: dict[str, Any], path: str) -> str | None:
     meta = pod["metadata"]
-    simple = {
+    simple: dict[str, str | None] = {
         "metadata.name": meta.get("name"),
         "metadata.namespace": meta.get("namespace"),
         "metadata.uid": meta.get("uid"),
