@@ -4,7 +4,30 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 EXTRAS ?= dev
 
-.PHONY: setup setup-demo demo test lint bench clean lock k8s-bins cluster-up cluster-down demo-cluster
+.PHONY: setup setup-demo demo test lint bench bench-quick clean lock k8s-bins cluster-up cluster-down demo-cluster \
+	system-deps-demo system-deps-test
+
+# Debian packages: libGL/glib for mediapipe's OpenCV (lite engine); espeak-ng makes test speech.
+DEMO_DEBS = libgl1 libglib2.0-0
+TEST_DEBS = $(DEMO_DEBS) espeak-ng
+
+# Install the missing ones with apt-get (sudo when not root); elsewhere, say what is needed.
+define install_debs
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		command -v apt-get >/dev/null || { echo "please install: $$missing" >&2; exit 1; }; \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "apt-get install $$missing"; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+system-deps-demo:
+	$(call install_debs,$(DEMO_DEBS))
+
+system-deps-test:
+	$(call install_debs,$(TEST_DEBS))
 
 # Lock files (`make lock`): the images install them, CI installs with them as constraints.
 LOCKS = requirements/operator.txt requirements/runner.txt
@@ -18,7 +41,7 @@ $(BIN)/.installed-$(EXTRAS): pyproject.toml $(LOCKS)
 
 setup: $(BIN)/.installed-$(EXTRAS)
 
-setup-demo:
+setup-demo: system-deps-demo
 	$(MAKE) setup EXTRAS=runner,lite
 
 # Render the committed example speech and portrait into out/hello.mp4 on the CPU.
@@ -28,7 +51,7 @@ demo: setup-demo
 	@echo "wrote out/hello.mp4 (poster out/hello.png, manifest out/hello.json)"
 
 # The whole test suite (what CI runs).
-test: setup k8s-bins
+test: system-deps-test setup k8s-bins
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -40,8 +63,12 @@ lint: setup
 	ln -sfn ../../../operator build/typecheck/multitalk/operator
 	MYPYPATH=build/typecheck $(BIN)/mypy -p multitalk.runner -p multitalk.operator
 
-bench: setup
+bench: system-deps-test setup k8s-bins
 	$(BIN)/python benchmarks/run_all.py
+
+# Smaller runs of every benchmark: CI prints these figures on every build.
+bench-quick: system-deps-test setup k8s-bins
+	$(BIN)/python benchmarks/run_all.py --quick
 
 # Re-pin requirements/*.txt from pyproject.toml in clean venvs (after changing a dependency).
 lock:
@@ -73,3 +100,8 @@ cluster-down:
 	@if [ -f $(CLUSTER_DIR)/pid ]; then kill $$(cat $(CLUSTER_DIR)/pid) 2>/dev/null || true; \
 		while kill -0 $$(cat $(CLUSTER_DIR)/pid) 2>/dev/null; do sleep 0.2; done; rm -f $(CLUSTER_DIR)/pid; fi
 	@echo "control plane stopped"
+
+# The whole path on a loopback control plane: chart (Helm library), operator, kubectl apply,
+# `kubectl get tv`, the video in a local S3 server. ARGS=--keep leaves it running.
+demo-cluster: setup k8s-bins
+	PYTHONPATH=tests $(BIN)/python -m cluster.demo $(ARGS)

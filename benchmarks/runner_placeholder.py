@@ -40,7 +40,7 @@ def speech_of(seconds: float, path: Path) -> Path:
     return path
 
 
-def child(audio: str, width: int, height: int, out: str, preset: str | None) -> None:
+def child(audio: str, width: int, height: int, out: str, preset: str | None, inline: bool) -> None:
     """One render in this process, as the CLI does it; prints its timings as JSON."""
     from multitalk.runner.pipeline import Pipeline
     from multitalk.runner.request import RenderRequest
@@ -54,16 +54,16 @@ def child(audio: str, width: int, height: int, out: str, preset: str | None) -> 
             "output": {"uri": out, "overwrite": True},
         }
     )
-    pipeline = Pipeline(request, Path("/nonexistent-models"), x264_preset=preset)
+    pipeline = Pipeline(request, Path("/nonexistent-models"), x264_preset=preset, background_encoding=not inline)
     result = pipeline.run()
     assert pipeline.first_frame_at is not None
     first_frame_wall = time.time() - (time.perf_counter() - pipeline.first_frame_at)
     print(json.dumps({"firstFrameWall": first_frame_wall, "result": json.loads(result.to_json())}))
 
 
-def measure(audio: Path, seconds: float, size: str, out: Path, preset: str) -> dict[str, float]:
+def measure(audio: Path, seconds: float, size: str, out: Path, preset: str, inline: bool) -> dict[str, float]:
     width, height = (int(x) for x in size.split("x"))
-    cmd = [sys.executable, __file__, "--child", str(audio), str(width), str(height), str(out), preset]
+    cmd = [sys.executable, __file__, "--child", str(audio), str(width), str(height), str(out), preset, str(int(inline))]
     start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -92,12 +92,15 @@ def measure(audio: Path, seconds: float, size: str, out: Path, preset: str) -> d
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         a = sys.argv[2:]
-        child(a[0], int(a[1]), int(a[2]), a[3], a[4] if a[4] != "default" else None)
+        child(a[0], int(a[1]), int(a[2]), a[3], a[4] if a[4] != "default" else None, a[5] == "1")
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=float, nargs="+", default=[5.0, 30.0, 120.0])
     parser.add_argument("--sizes", nargs="+", default=["480x480", "1280x720"])
     parser.add_argument("--preset", default="default", help="libx264 preset (default: the runner's choice per engine)")
+    parser.add_argument(
+        "--inline-encoding", action="store_true", help="encode on the engine's thread (to compare with the default)"
+    )
     args = parser.parse_args()
     print(f"placeholder engine, 25 fps, x264 preset {args.preset}, {os.cpu_count()} CPUs")
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} (other work shares these CPUs)")
@@ -109,7 +112,9 @@ def main() -> None:
         for size in args.sizes:
             for seconds in args.lengths:
                 audio = speech_of(seconds, Path(tmp) / f"speech-{seconds:g}.wav")
-                m = measure(audio, seconds, size, Path(tmp) / f"out-{size}-{seconds:g}.mp4", args.preset)
+                m = measure(
+                    audio, seconds, size, Path(tmp) / f"out-{size}-{seconds:g}.mp4", args.preset, args.inline_encoding
+                )
                 print(
                     f"{size:>9} {seconds:>6g}s {m['wall']:>7.2f} {m['speed']:>6.1f}x {m['renderSpeed']:>7.1f}x "
                     f"{m['cpu']:>6.2f} {m['cpuSpeed']:>5.1f}x {m['firstFrame']:>8.2f}s "

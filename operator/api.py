@@ -45,6 +45,12 @@ CLUSTER_OUTPUT_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+\.mp4$"
 _CLUSTER_INPUT = re.compile(CLUSTER_INPUT_PATTERN, re.DOTALL)
 _CLUSTER_OUTPUT = re.compile(CLUSTER_OUTPUT_PATTERN)
 
+# The request reaches the runner as one environment variable, and Linux refuses a single
+# variable over 128 KiB (MAX_ARG_STRLEN): inline data: inputs must stay small.
+MAX_INLINE_IMAGE = 48 * 1024
+MAX_INLINE_AUDIO = 24 * 1024
+MAX_INLINE_TOTAL = 96 * 1024
+
 # Names the operator sets itself; a user's runner.env must not shadow them.
 RESERVED_ENV = ("MULTITALK_REQUEST", "MULTITALK_RESULT_PATH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -74,9 +80,9 @@ class ClusterSpeaker(Speaker):
     """One voice, bound to one person in the image (inputs from S3, HTTPS or data:)."""
 
     audio: str = Field(
-        max_length=1_000_000,
+        max_length=MAX_INLINE_AUDIO,
         json_schema_extra={"pattern": CLUSTER_INPUT_PATTERN},
-        description="Speech for this person: s3://bucket/key, https://... or a data: URI (WAV, MP3, FLAC, OGG).",
+        description="Speech for this person: s3://bucket/key, https://... or a small data: URI (<= 24 KiB).",
     )
     bbox: tuple[float, float, float, float] | None = Field(
         default=None,
@@ -257,9 +263,9 @@ class TalkingVideoSpec(ApiModel):
     )
     image: str | None = Field(
         default=None,
-        max_length=10_000_000,
+        max_length=MAX_INLINE_IMAGE,
         json_schema_extra={"pattern": CLUSTER_INPUT_PATTERN},
-        description="Reference portrait (jpeg/png/webp): s3://bucket/key, https://... or a data: URI.",
+        description="Reference portrait (jpeg/png/webp): s3://bucket/key, https://... or a data: URI (<= 48 KiB).",
     )
     speakers: list[ClusterSpeaker] = Field(
         min_length=1, max_length=2, description="One or two voices; speaker i drives person i in the image."
@@ -315,6 +321,12 @@ class TalkingVideoSpec(ApiModel):
         # Mirrors the CEL rules on the spec (crd.SPEC_RULES).
         if len(self.speakers) == 2 and self.image is None and self.engine != "placeholder":
             raise ValueError("two speakers need an image with two people (image is missing)")
+        inline = len(self.image or "") + sum(len(s.audio) for s in self.speakers)
+        if inline > MAX_INLINE_TOTAL:
+            raise ValueError(
+                f"inline data: inputs total {inline} bytes; at most {MAX_INLINE_TOTAL} fit in the runner's "
+                "environment. Upload larger files to S3 and use s3:// or https:// URIs"
+            )
         if self.allow_fallback and self.engine == "auto":
             raise ValueError("allowFallback needs an explicit engine (auto already picks what is available)")
         return self

@@ -35,6 +35,7 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import kopf
@@ -42,7 +43,7 @@ import kopf
 from multitalk.operator import api, job_builder, metrics
 from multitalk.operator.kube import ApiException, Kube, load_config
 from multitalk.operator.settings import OperatorSettings
-from multitalk.operator.status import Reconciliation, compute_status, current_pod
+from multitalk.operator.status import Event, Reconciliation, compute_status, current_pod
 from multitalk.runner.progress import parse_progress
 
 log = logging.getLogger("multitalk.operator")
@@ -86,6 +87,8 @@ class Reconciler:
         self.jobs: dict[Key, dict[str, Any]] = {}
         self.last_resync: dict[Key, float] = {}
         self.last_progress: dict[Key, float] = {}
+        self._event_tasks: set[asyncio.Task[None]] = set()
+        self._event_slots = asyncio.Semaphore(8)
 
     def forget(self, key: Key) -> None:
         for table in (self.written, self.locks, self.tvs, self.jobs, self.last_resync, self.last_progress):
@@ -158,6 +161,9 @@ class Reconciler:
             c.get("status") == "True" and c.get("type") in ("Complete", "Failed")
             for c in old_status.get("conditions") or []
         )
+        if terminal and old_status.get("observedGeneration") == meta.get("generation"):
+            self.phases.set(key, old_status.get("phase"))
+            return None  # finished and nothing new to acknowledge: terminal results never change
         recorded = (old_status.get("job") or {}).get("name")
         if job is None and recorded and not terminal:
             job = await self._call("get_job", self.kube.get_job(namespace, recorded))
@@ -239,14 +245,30 @@ class Reconciler:
                 raise
             self.written[key] = new
         self.phases.set(key, new.get("phase"))
+        if rec.events:
+            # Posted off the object's lock: a slow events API must not delay the status.
+            task = asyncio.create_task(self._post_events(tv, rec.events))
+            self._event_tasks.add(task)
+            task.add_done_callback(self._event_tasks.discard)
         for event in rec.events:
-            try:
-                await self.kube.post_event(tv, event.type, event.reason, event.message)
-            except ApiException as exc:  # an event is not worth failing the reconcile
-                metrics.API_ERRORS.labels(operation="post_event").inc()
-                log.warning("could not post event %s on %s/%s: %s", event.reason, key[0], key[1], exc.status)
             if event.condition in ("Complete", "Failed") and event.status == "True":
                 self._count_run(new, event.reason)
+
+    async def _post_events(self, tv: dict[str, Any], events: list[Event]) -> None:
+        meta = tv["metadata"]
+        async with self._event_slots:
+            for event in events:
+                try:
+                    await self.kube.post_event(tv, event.type, event.reason, event.message)
+                except ApiException as exc:  # an event is not worth failing anything
+                    metrics.API_ERRORS.labels(operation="post_event").inc()
+                    log.warning(
+                        "could not post event %s on %s/%s: %s",
+                        event.reason,
+                        meta["namespace"],
+                        meta["name"],
+                        exc.status,
+                    )
 
     @staticmethod
     def _count_run(status: dict[str, Any], reason: str) -> None:
@@ -258,6 +280,24 @@ class Reconciler:
             metrics.QUEUE_SECONDS.observe(queue)
         if status.get("durationSeconds") is not None:
             metrics.RENDER_SECONDS.labels(engine=engine).observe(status["durationSeconds"])
+
+
+def _job_essentials(body: kopf.Body) -> dict[str, Any]:
+    """What compute_status reads from a Job; the pod template (with the request) stays out of memory."""
+    meta = body.get("metadata") or {}
+    return {
+        "metadata": {
+            k: meta[k] for k in ("name", "namespace", "uid", "labels", "annotations", "creationTimestamp") if k in meta
+        },
+        "spec": {"suspend": (body.get("spec") or {}).get("suspend")},
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def _tv_essentials(body: kopf.Body) -> dict[str, Any]:
+    meta = dict(body.get("metadata") or {})
+    meta.pop("managedFields", None)
+    return {"metadata": meta, "spec": body.get("spec"), "status": body.get("status")}
 
 
 def _may_have_pods(job: dict[str, Any]) -> bool:
@@ -278,7 +318,9 @@ def _state(memo: Any) -> Reconciler:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure(settings, SETTINGS)
-    reconciler = Reconciler(Kube(load_config()), SETTINGS)
+    # The kubernetes client blocks: its calls run in threads, as many as pooled connections.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=16, thread_name_prefix="kube"))
+    reconciler = Reconciler(Kube(load_config(pool_size=16)), SETTINGS)
     memo["reconciler"] = reconciler
     memo["ticker"] = asyncio.create_task(reconciler.tick_forever(), name="multitalk resync/progress")
 
@@ -306,7 +348,7 @@ async def talkingvideo_event(type: str, namespace: str | None, name: str, body: 
     if type == "DELETED":
         reconciler.forget(key)  # the garbage collector removes Job and pod
         return
-    reconciler.tvs[key] = dict(body)
+    reconciler.tvs[key] = _tv_essentials(body)
     await reconciler.reconcile_key(key)
 
 
@@ -321,6 +363,6 @@ async def job_event(type: str, namespace: str | None, body: kopf.Body, memo: Any
         if reconciler.jobs.get(key, {}).get("metadata", {}).get("uid") == body.metadata.uid:
             reconciler.jobs.pop(key, None)
     else:
-        reconciler.jobs[key] = dict(body)
+        reconciler.jobs[key] = _job_essentials(body)
     if key in reconciler.tvs:  # else the TalkingVideo is gone: the garbage collector takes the Job
         await reconciler.reconcile_key(key)

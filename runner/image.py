@@ -44,3 +44,23 @@ def load_portrait(data: bytes, field: str, width: int, height: int) -> ImageArra
         raise InvalidInput(f"is a corrupt {FORMATS.get(img.format or '', 'image')} file: {exc}", field) from exc
     fitted = ImageOps.fit(rgb, (width, height), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
     return np.asarray(fitted, dtype=np.uint8).copy()
+
+
+def upright_size(data: bytes) -> tuple[int, int]:
+    """Width and height of the picture after its EXIF orientation (what load_portrait fits), from the header."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        orientation = img.getexif().get(0x0112, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def fitted_box(
+    box: tuple[float, float, float, float], source: tuple[int, int], target: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """A [top, left, bottom, right] box in source pixels, in pixels of the frame load_portrait makes
+    (scaled to cover the frame, centre-cropped); parts may fall outside the frame."""
+    (sw, sh), (tw, th) = source, target
+    scale = max(tw / sw, th / sh)
+    off_x, off_y = (sw * scale - tw) / 2, (sh * scale - th) / 2
+    top, left, bottom, right = box
+    return (top * scale - off_y, left * scale - off_x, bottom * scale - off_y, right * scale - off_x)

@@ -56,7 +56,24 @@ def hand_crd_to_release(cluster: Cluster, namespace: str = SYSTEM_NAMESPACE) -> 
     )
 
 
+CRD_NAME = "talkingvideos.multitalk.dev"
+
+
+def remove_foreign_crd(cluster: Cluster) -> None:
+    """Delete a TalkingVideo CRD that another test applied by hand on the shared loopback
+    cluster: Helm will not adopt it (ownership metadata, server-side apply conflicts) and
+    the chart must install its own. Deleting it also deletes those tests' TalkingVideos."""
+    found = cluster.kubectl("get", f"crd/{CRD_NAME}", "-o", "json", check=False)
+    if found.returncode != 0:
+        return
+    labels = json.loads(found.stdout)["metadata"].get("labels") or {}
+    if labels.get("app.kubernetes.io/managed-by") != "Helm":
+        cluster.kubectl("delete", f"crd/{CRD_NAME}", "--wait=true", "--timeout=60s")
+
+
 def install(cluster: Cluster, values: dict[str, Any], namespace: str = SYSTEM_NAMESPACE) -> dict[str, Any]:
+    if values.get("crds", {}).get("install", True):
+        remove_foreign_crd(cluster)
     with helm.Config(kubeconfig_path=cluster.kubeconfig, namespace=namespace) as config:
         release = config.install(str(CHART), RELEASE, values, namespace=namespace, create_namespace=True, timeout=120)
     return dict(release)
@@ -82,4 +99,5 @@ def wait_operator_running(cluster: Cluster, node: TestNode, namespace: str = SYS
         pod = operator_pod(cluster, namespace)
         return pod if pod and pod.get("status", {}).get("phase") == "Running" else None
 
-    return eventually(running, 120, "the operator pod to run on the test node")
+    pod: dict[str, Any] = eventually(running, 120, "the operator pod to run on the test node")
+    return pod

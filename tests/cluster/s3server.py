@@ -6,6 +6,7 @@ refuses connections, which is what a runner sees when its storage goes away mid-
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import boto3
@@ -29,6 +30,7 @@ class S3Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
 

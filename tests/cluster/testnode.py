@@ -28,16 +28,18 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 log = logging.getLogger("testnode")
+T = TypeVar("T")
 
 TERMINATION_MESSAGE_LIMIT = 4096  # what a kubelet keeps of a termination message
 VENV_BIN = Path(sys.executable).parent
@@ -390,8 +392,27 @@ class TestNode:
 
     # --- the kubelet's part --------------------------------------------------------------
     def _patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        """Post pod status; like a kubelet's status manager, keep trying while the API server is away."""
         meta = pod["metadata"]
-        self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": status})
+        self._retrying(
+            lambda: self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": status})
+        )
+
+    def _retrying(self, call: Callable[[], T], patience: float = 120.0) -> T:
+        """``call()``, again while the API server is unreachable or answers 5xx/429."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return call()
+            except ApiException as error:
+                if error.status == 404 or (error.status < 500 and error.status != 429):
+                    raise
+                reason: Exception = error
+            except Exception as error:  # connection refused while the API server restarts
+                reason = error
+            if time.monotonic() > deadline or self._stop.is_set():
+                raise reason
+            self._stop.wait(0.5)
 
     def _start_pod(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -617,7 +638,7 @@ class TestNode:
         result_file = root / "termination-log"
         result_file.touch()
         mounts[termination_path] = result_file
-        env = self._environment(pod, container, mounts)
+        env = self._retrying(lambda: self._environment(pod, container, mounts))
         env.setdefault("TMPDIR", str(root / "home"))
         argv = [expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
         if not argv:
@@ -674,7 +695,7 @@ class TestNode:
 
 def _field(pod: dict[str, Any], path: str) -> str | None:
     meta = pod["metadata"]
-    simple = {
+    simple: dict[str, str | None] = {
         "metadata.name": meta.get("name"),
         "metadata.namespace": meta.get("namespace"),
         "metadata.uid": meta.get("uid"),

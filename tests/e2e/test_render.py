@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import av
 import pytest
 from cluster.s3server import S3Server
 from cluster.session import Cluster
+from cluster.talkingvideos import apply, get_tv, jobs_of, talking_video
 from cluster.testnode import TestNode
 from cluster.waiting import eventually
 from kubernetes import client
@@ -19,46 +19,6 @@ from kubernetes import client
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
-GROUP, VERSION, PLURAL = "multitalk.dev", "v1alpha1", "talkingvideos"
-
-
-def talking_video(name: str, bucket: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "engine": "placeholder",
-        "image": f"s3://{bucket}/in/portrait.jpg",
-        "speakers": [{"audio": f"s3://{bucket}/in/hello.wav"}],
-        "video": {"width": 128, "height": 128, "fps": 25},
-        "output": {"uri": f"s3://{bucket}/out/{name}.mp4"},
-        "backoffLimit": 0,
-    }
-    body.update(spec)
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TalkingVideo", "metadata": {"name": name}, "spec": body}
-
-
-def apply(cluster: Cluster, namespace: str, obj: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(obj))
-
-
-def get_tv(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
-    custom = client.CustomObjectsApi(cluster.api)
-    return dict(custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
-
-
-def wait_phase(
-    cluster: Cluster, namespace: str, name: str, phases: tuple[str, ...], timeout: float = 120
-) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        tv = get_tv(cluster, namespace, name)
-        return tv if (tv.get("status") or {}).get("phase") in phases else None
-
-    try:
-        return eventually(reached, timeout, f"{namespace}/{name} to reach {phases}")
-    except AssertionError as error:
-        raise AssertionError(f"{error}; status: {json.dumps(get_tv(cluster, namespace, name).get('status'))}") from None
-
-
-def jobs_of(cluster: Cluster, namespace: str) -> list[Any]:
-    return list(client.BatchV1Api(cluster.api).list_namespaced_job(namespace).items)
 
 
 def test_chart_installs_and_every_example_applies(cluster: Cluster, operator: dict[str, Any], namespace: str) -> None:

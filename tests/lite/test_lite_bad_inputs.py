@@ -31,6 +31,15 @@ def drawing() -> Image:
     return fit(flat.astype(np.uint8), 480, 480)
 
 
+def line_art() -> Image:
+    """The astronaut as black ink lines on white paper (a black-and-white drawing)."""
+    photo = data.astronaut()
+    edges = cv2.Canny(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY), 80, 160)
+    paper = np.full_like(photo, 255)
+    paper[cv2.dilate(edges, np.ones((2, 2), np.uint8)) > 0] = 0
+    return fit(paper, 480, 480)
+
+
 def tiny_face() -> Image:
     canvas = _background().copy()
     canvas[150:290, 150:290] = fit(data.astronaut(), 140, 140)  # face about 30 px tall
@@ -48,10 +57,11 @@ def face_cut_by_border() -> Image:
     [
         (no_face, r"no face found in the image"),
         (drawing, r"looks like a drawing"),
+        (line_art, r"looks like a drawing"),
         (tiny_face, r"only \d+ px tall .* needs at least 64 px"),
         (face_cut_by_border, r"cut by the left border"),
     ],
-    ids=["no-face", "drawing", "tiny-face", "cut-by-border"],
+    ids=["no-face", "drawing", "line-art", "tiny-face", "cut-by-border"],
 )
 def test_refused_with_a_clear_message(engine: LiteEngine, speech: Speech, make_image: object, expected: str) -> None:
     assert callable(make_image)
@@ -64,7 +74,10 @@ def test_refused_with_a_clear_message(engine: LiteEngine, speech: Speech, make_i
     print(f"\n{make_image.__name__}: {info.value}")  # type: ignore[attr-defined]
 
 
-def test_photo_is_accepted(engine: LiteEngine, portrait: Image, speech: Speech) -> None:
+@pytest.mark.parametrize("grayscale", [False, True], ids=["colour", "black-and-white"])
+def test_photo_is_accepted(engine: LiteEngine, portrait: Image, speech: Speech, grayscale: bool) -> None:
+    if grayscale:  # a black-and-white photo repeats its 256 levels but is no drawing
+        portrait = np.ascontiguousarray(np.repeat(cv2.cvtColor(portrait, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2))
     engine.prepare(make_inputs(portrait, [speech.audio]), lambda _: None)
     assert len(engine.warps) == 1
 

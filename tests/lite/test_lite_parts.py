@@ -155,3 +155,15 @@ def test_wav2vec2_letters_drive_the_mouth(tmp_path: Path, portrait: Image, speec
         assert engine.methods == ["aligned"]
     finally:
         engine.close()
+
+
+def test_closed_and_parted_lips_in_the_photo(engine: LiteEngine, portrait: Image, speech: Speech) -> None:
+    """The astronaut smiles with teeth (parted: M/B/P must close them); a frame with her lips pressed
+    shut, used as the photo, is closed (nothing to close, teeth painted when the jaw opens)."""
+    inputs = make_inputs(portrait, [speech.audio], transcripts=[speech.transcript], lite={"headMotion": 0})
+    engine.prepare(inputs, lambda _: None)
+    assert engine.warps[0].parted and engine.warps[0].ref_gap > 0
+    closed_index = int(np.argmax(engine.tracks[0][:, 4]))
+    shut = next(f for i, f in enumerate(engine.frames(inputs, lambda _: None)) if i == closed_index)
+    engine.prepare(make_inputs(shut, [speech.audio]), lambda _: None)
+    assert not engine.warps[0].parted and engine.warps[0].ref_gap == 0.0

@@ -71,3 +71,38 @@ def test_auto_falls_back_to_the_placeholder_and_says_why(tmp_path: Path) -> None
     assert engine["requested"] == "auto" and engine["name"] == "placeholder"
     assert "lite refused the input: image: no face found" in engine["fallbackReason"]
     assert (tmp_path / "out" / "hello.mp4").exists()
+
+
+def test_bbox_in_image_pixels_picks_the_face_through_the_runner(tmp_path: Path) -> None:
+    """A speaker's bbox is in pixels of the uploaded image; the runner maps it onto the fitted frame."""
+    photo = data.astronaut()  # 512x512, face at about rows 70-175, columns 180-272
+    pair = np.concatenate([photo, photo[:, ::-1]], axis=1)  # 1024x512, second face at columns 751-843
+    Image.fromarray(pair).save(tmp_path / "pair.png")
+    request = {
+        "engine": "lite",
+        "image": str(tmp_path / "pair.png"),
+        "speakers": [
+            {"audio": str(MEDIA / "hello.wav"), "bbox": [50, 730, 200, 860]},  # the right-hand person
+            {"audio": str(MEDIA / "hello.wav")},
+        ],
+        "audioMode": "sequential",
+        "video": {"width": 800, "height": 400, "fps": 25},
+        "lite": {"headMotion": 0, "blinksPerMinute": 0},
+        "output": {"uri": str(tmp_path / "out" / "pair.mp4")},
+    }
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    proc = subprocess.run(
+        [str(CLI), "render", "--request", str(tmp_path / "request.json"), "--result", str(tmp_path / "r.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with av.open(str(tmp_path / "out" / "pair.mp4")) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)]).astype(np.int16)
+    first_turn = frames[: len(frames) // 2]
+    motion = np.abs(first_turn - first_turn[0]).mean(axis=(0, 3))  # per pixel, over the first turn
+    # Around each mouth in the 800x400 frame (scale 0.78): rows ~100-135, columns ~140-215 / ~585-660.
+    left, right = motion[100:135, 140:215].mean(), motion[100:135, 585:660].mean()
+    assert right > 4 * left  # speaker 1 (bbox on the right person) talks first; left is H.264 noise

@@ -95,6 +95,6 @@ def test_two_speakers_need_two_faces(engine: LiteEngine, portrait: Image, speech
 
 def test_bbox_without_a_face(engine: LiteEngine, pair: Image, speech: Speech) -> None:
     inputs = make_inputs(pair, [speech.audio], bboxes=[[300.0, 10.0, 470.0, 100.0]])
-    with pytest.raises(InvalidInput, match="no face found inside bbox") as info:
+    with pytest.raises(InvalidInput, match="no face found inside the bbox") as info:
         engine.prepare(inputs, lambda _: None)
     assert info.value.field == "speakers[0].bbox"

@@ -42,10 +42,12 @@ def write_wav(path: Path, seconds: float) -> Path:
     return path
 
 
-def render(tmp_path: Path, cache: Path, request: dict[str, object]) -> tuple[subprocess.CompletedProcess[str], dict]:
+def render(
+    tmp_path: Path, cache: Path, request: dict[str, object], **env_extra: str
+) -> tuple[subprocess.CompletedProcess[str], dict]:
     req_path, result_path = tmp_path / "request.json", tmp_path / "result.json"
     req_path.write_text(json.dumps(request))
-    env = {**os.environ, **CPU_ENV, "MULTITALK_MODEL_DIR": str(cache)}
+    env = {**os.environ, **CPU_ENV, "MULTITALK_MODEL_DIR": str(cache), **env_extra}
     proc = subprocess.run(
         [
             sys.executable,
@@ -86,7 +88,7 @@ def test_two_speakers_clip_mode(tmp_path: Path, cache: Path) -> None:
         "audioMode": "sequential",
         "prompt": "two people talk in a bright studio",
         "video": {"width": 96, "height": 64, "fps": 25},
-        "sampling": {"steps": 2, "seed": 1},
+        "sampling": {"steps": 2, "seed": 1, "loras": [{"path": "loras/speed.safetensors", "scale": 1.2}]},
         "output": {"uri": str(tmp_path / "out.mp4")},
     }
     proc, result = render(tmp_path, cache, request)
@@ -109,7 +111,8 @@ def test_one_speaker_streaming_and_fps(tmp_path: Path, cache: Path) -> None:
         "sampling": {"steps": 2, "seed": 2, "textGuidance": 1.0, "teaCache": 0.3},
         "output": {"uri": str(tmp_path / "long.mp4")},
     }
-    proc, _result = render(tmp_path, cache, request)
+    # Sequential offload's code path (blocks visiting the execution device one by one) also runs here.
+    proc, _result = render(tmp_path, cache, request, MULTITALK_OFFLOAD="sequential")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with av.open(str(tmp_path / "long.mp4")) as container:
         count = sum(1 for _ in container.decode(video=0))
@@ -122,7 +125,7 @@ def test_unavailable_reasons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert isinstance(engine, MultiTalkEngine)
     assert not availability.available
     # No GPU here, and no models: the reason names what is missing.
-    assert "CUDA" in availability.reason or "model files" in availability.reason
+    assert "no CUDA device" in availability.reason and "model files missing" in availability.reason
 
 
 def test_check_lists_missing_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,3 +146,61 @@ def test_planning_helpers() -> None:
     assert h % 16 == 0 and w % 16 == 0 and abs(h / w - 480 / 832) < 0.05
     assert resample_indices(4, 10, 10) == [0, 3, 5, 8]
     assert resample_indices(3, 25, 3) == [0, 1, 2]
+
+
+def test_without_torch_the_engine_says_not_installed(tmp_path: Path) -> None:
+    """A runner image without the multitalk extra: importing the engine works and availability explains."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from pathlib import Path\n"
+        "from multitalk.runner.engines.registry import create_engine\n"
+        f"engine, avail = create_engine('multitalk', Path({str(tmp_path)!r}))\n"
+        "print(engine is not None, avail.available, avail.reason)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "True False not installed: torch (install the multitalk extra)"
+
+
+@pytest.mark.slow
+def test_bbox_outside_the_frame_is_refused(tmp_path: Path, cache: Path) -> None:
+    request = {
+        "engine": "multitalk",
+        "image": str(portrait(tmp_path / "face.png")),
+        "speakers": [
+            {"audio": str(write_wav(tmp_path / "a.wav", 0.3)), "bbox": [8, 4, 40, 30]},
+            {"audio": str(write_wav(tmp_path / "b.wav", 0.3)), "bbox": [300, 300, 400, 400]},
+        ],
+        "video": {"width": 96, "height": 64},
+        "sampling": {"steps": 1},
+        "output": {"uri": str(tmp_path / "bad.mp4")},
+    }
+    proc, result = render(tmp_path, cache, request)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "speakers[1].bbox" in proc.stderr and "rows first" in proc.stderr
+    assert not (tmp_path / "bad.mp4").exists()
+    assert result["exitCode"] == 3 and result["error"]["field"] == "speakers[1].bbox"
+
+
+def test_validate_names_the_field(tmp_path: Path) -> None:
+    from multitalk.runner.errors import InvalidInput
+    from multitalk.runner.request import RenderRequest
+
+    engine = MultiTalkEngine(tmp_path)
+    base = {"image": "face.png", "output": {"uri": "out.mp4"}}
+    with pytest.raises(InvalidInput) as err:
+        engine.validate(RenderRequest.model_validate({**base, "image": None, "speakers": [{"audio": "a.wav"}]}))
+    assert err.value.field == "image"
+    with pytest.raises(InvalidInput) as err:
+        engine.validate(
+            RenderRequest.model_validate(
+                {**base, "speakers": [{"audio": "a.wav"}], "sampling": {"loras": [{"path": "loras/x.safetensors"}]}}
+            )
+        )
+    assert err.value.field == "sampling.loras[0].path"
+    with pytest.raises(InvalidInput) as err:
+        engine.validate(
+            RenderRequest.model_validate(
+                {**base, "speakers": [{"audio": "a.wav", "bbox": [0, 0, 10, 10]}, {"audio": "b.wav"}]}
+            )
+        )
+    assert err.value.field == "speakers[].bbox"

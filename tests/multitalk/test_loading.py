@@ -177,3 +177,16 @@ def test_merge_lora_original_naming(original_cache: Path, tmp_path: Path) -> Non
     prefix = "diffusion_model.blocks.1.self_attn.q"
     delta = lora[f"{prefix}.lora_up.weight"] @ lora[f"{prefix}.lora_down.weight"] * (alpha / rank) * scale
     torch.testing.assert_close(model.wan.blocks[1].attn1.to_q.weight.detach(), before + delta, **TOL)
+
+
+def test_original_vae_checkpoint_matches_reference(tmp_path: Path) -> None:
+    """Wan2.1_VAE.pth naming -> diffusers' converter -> AutoencoderKLWan; encode/decode as MeiGen's WanVAE does."""
+    from multitalk.runner.engines.multitalk.encoders import load_vae, vae_decode, vae_encode
+
+    path = tmp_path / model_files.ORIGINAL_VAE
+    torch.save(tiny.seeded_vae_state(), path)
+    vae = load_vae(path, torch.float32, tiny.VAE_CONFIG)
+    reference = load_file(str(tiny.DATA / "reference_vae.safetensors"))
+    latents = vae_encode(vae, tiny.vae_video())
+    torch.testing.assert_close(latents, reference["latents"], **TOL)
+    torch.testing.assert_close(vae_decode(vae, reference["latents"]), reference["decoded"], **TOL)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from multitalk.runner.engines.multitalk.assemble import build_transformer
-from multitalk.runner.engines.multitalk.person_masks import image_masks, latent_masks
+from multitalk.runner.engines.multitalk.person_masks import image_masks, latent_masks, token_masks
 from multitalk.runner.engines.multitalk.pipeline import Encoders, MultiTalkPipeline, Settings
 from multitalk.runner.engines.multitalk.sampler import Guidance, shifted_timesteps
 from multitalk.runner.engines.multitalk.weights import original_to_diffusers, split_audio, wan_config_from_original
@@ -49,6 +49,9 @@ def run_case(pipeline: MultiTalkPipeline, case: dict[str, Any]) -> list[torch.Te
     if case["persons"] == 2:
         source = image_masks(tiny.IMAGE_SIZE, tiny.IMAGE_SIZE, 2, tiny.BBOXES)
         masks = latent_masks(source, tiny.IMAGE_SIZE, tiny.IMAGE_SIZE, tiny.IMAGE_SIZE // 8, tiny.IMAGE_SIZE // 8)
+        # Every class owns a token, so L-RoPE binding is really exercised (no empty-mask corner case).
+        per_class = token_masks(masks, tiny.IMAGE_SIZE // 16, tiny.IMAGE_SIZE // 16).sum(1)
+        assert per_class.min() >= 1, per_class
     settings = Settings(
         frame_num=case["frame_num"],
         motion_frames=case.get("motion_frames", 25),

@@ -58,3 +58,12 @@ def test_teacache_skips_and_reuses_residual() -> None:
         model(latents, timestep, cond)
         model(latents, timestep, cond)
     assert cache.skipped == 0
+
+
+def test_boxes_sticking_out_of_the_frame_are_clamped() -> None:
+    from multitalk.runner.engines.multitalk.person_masks import image_masks
+
+    masks = image_masks(10, 20, 2, [(-3.0, -5.0, 4.0, 6.0), (5.0, 15.0, 14.0, 26.0)])
+    assert masks[0, :4, :6].all() and masks[0].sum() == 4 * 6
+    assert masks[1, 5:, 15:].all() and masks[1].sum() == 5 * 5
+    assert masks[2].sum() == 200 - 24 - 25

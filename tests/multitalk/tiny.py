@@ -154,7 +154,7 @@ def audio_features(persons: int, frames: int) -> list[torch.Tensor]:
     return [torch.randn(frames, W2V_LAYERS, W2V_DIM, generator=generator(7000 + p)) for p in range(persons)]
 
 
-BBOXES = ((4.0, 0.0, 28.0, 15.0), (2.0, 17.0, 30.0, 32.0))  # top, left, bottom, right
+BBOXES = ((0.0, 0.0, 12.0, 12.0), (0.0, 16.0, 12.0, 28.0))  # top, left, bottom, right: each covers one token
 
 # The sampling cases run through both implementations.
 SAMPLING_CASES = {
@@ -226,3 +226,28 @@ def speech(seconds: float = 0.6) -> torch.Tensor:
     envelope = 0.5 + 0.5 * torch.sin(2 * torch.pi * 3 * t)
     noise = 0.02 * torch.randn(t.shape, generator=generator(9999))
     return (0.2 * tone * envelope + noise).float()
+
+
+# --- Wan VAE in the original layout (Wan2.1_VAE.pth key names), narrowed (same depth) ---
+VAE_CONFIG = {"base_dim": 4, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2}  # converter: published depth
+
+
+def seeded_vae_state() -> dict[str, torch.Tensor]:
+    """Seeded weights keyed as the original Wan VAE checkpoint (key list recorded from MeiGen's WanVAE_)."""
+    rows = json.loads((DATA / "reference_vae_keys.json").read_text())
+    state = {}
+    for i, (key, shape) in enumerate(rows):
+        noise = torch.randn(shape, generator=generator(20_000 + i))
+        if len(shape) <= 1:
+            state[key] = 1.0 + 0.1 * noise if key.endswith("gamma") else 0.05 * noise
+        else:
+            fan_in = 1
+            for size in shape[1:]:
+                fan_in *= size
+            state[key] = noise / fan_in**0.5
+    return state
+
+
+def vae_video() -> torch.Tensor:
+    """[1, 3, 5, 16, 16] in [-1, 1]."""
+    return torch.rand(1, 3, 5, 16, 16, generator=generator(21_000)) * 2 - 1

@@ -113,5 +113,15 @@ def build(root: Path) -> Path:
             num_conv_pos_embedding_groups=4,
         )
     ).save_pretrained(root / model_files.WAV2VEC_DIR)
+    # A speed LoRA in the original Wan naming, as FusionX / lightx2v ship theirs.
+    lora = {}
+    g = torch.Generator().manual_seed(5)
+    for block in range(2):
+        prefix = f"diffusion_model.blocks.{block}.self_attn.q"
+        lora[f"{prefix}.lora_down.weight"] = torch.randn(2, 32, generator=g) * 0.01
+        lora[f"{prefix}.lora_up.weight"] = torch.randn(32, 2, generator=g) * 0.01
+        lora[f"{prefix}.alpha"] = torch.tensor(2.0)
+    (root / "loras").mkdir()
+    save_file(lora, str(root / "loras" / "speed.safetensors"))
     (root / "README.json").write_text(json.dumps({"note": "tiny random models for tests"}))
     return root

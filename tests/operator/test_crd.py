@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from schema_check import validate
+from crd_schema_check import validate
 
 from multitalk.operator import crd
 from multitalk.operator.api import parse_spec
@@ -202,3 +202,22 @@ def test_operator_and_schema_agree_on_bad_specs() -> None:
     for path, value, _ in BAD:
         with pytest.raises(InvalidSpecError):
             parse_spec(_with(path, value)["spec"])
+
+
+def test_inline_inputs_stay_below_the_environment_limit() -> None:
+    """MULTITALK_REQUEST is one environment variable: Linux refuses one over 128 KiB."""
+    from multitalk.operator import api, job_builder
+
+    big = "data:image/png;base64," + "A" * (api.MAX_INLINE_IMAGE - 30)
+    audio = "data:audio/wav;base64," + "A" * (api.MAX_INLINE_AUDIO - 30)
+    spec = {
+        "image": big,
+        "speakers": [{"audio": audio, "transcript": "x" * 5000}, {"audio": audio, "transcript": "y" * 5000}],
+        "prompt": "p" * 2000,
+        "output": {"uri": "s3://bkt/o.mp4"},
+    }
+    assert validate({"apiVersion": "multitalk.dev/v1alpha1", "kind": "TalkingVideo", "spec": spec}, CRD) == []
+    assert len(job_builder.request_json(api.parse_spec(spec)).encode()) < 128 * 1024
+    too_big = {**spec, "image": big + "A" * 100}
+    errors = validate({"apiVersion": "multitalk.dev/v1alpha1", "kind": "TalkingVideo", "spec": too_big}, CRD)
+    assert any(e.startswith("spec.image") for e in errors)

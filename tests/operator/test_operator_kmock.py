@@ -10,8 +10,8 @@ from typing import Any
 import kmock
 import pytest
 import yaml
-from conftest import MERGE, OperatorProcess, tv_path, wait_for
-from emulator import TV, Cluster
+from kmock_cluster import TV, Cluster
+from kmock_harness import MERGE, OperatorProcess, tv_path, wait_for
 
 from multitalk.operator import api, job_builder
 from multitalk.operator.settings import OperatorSettings
@@ -317,3 +317,86 @@ async def test_job_deleted_by_hand_fails_the_render(cluster: Cluster, operator: 
     assert conditions(the_tv(cluster))["Failed"]["reason"] == "JobDeleted"
     await asyncio_sleep(1.5)
     assert job_creates(cluster) == 1, "a deleted Job is not silently re-created"
+
+
+async def test_pending_deadline_deletes_the_job_and_fails(cluster: Cluster, operator: OperatorProcess) -> None:
+    await create(cluster, new_tv())
+    await operator.start()
+    [job] = await wait_for(lambda: jobs(cluster), what="the Job")
+    # Admitted an hour ago, and the pod still cannot pull its image: past pendingDeadlineSeconds (900).
+    await patch(cluster, job_path(job["metadata"]["name"]), {"spec": {"suspend": False}})
+    await patch(
+        cluster, job_path(job["metadata"]["name"]) + "/status", {"status": {"startTime": "2020-01-01T00:00:00Z"}}
+    )
+    waiting = {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}
+    await kubelet_pod(
+        cluster,
+        job,
+        "pull1",
+        {
+            "phase": "Pending",
+            "containerStatuses": [{"name": "runner", "ready": False, "restartCount": 0, "state": waiting}],
+        },
+    )
+    await wait_for(lambda: phase(cluster) == "Failed", what="phase Failed")
+    failed = conditions(the_tv(cluster))["Failed"]
+    assert failed["reason"] == "PendingDeadlineExceeded"
+    assert "Back-off pulling image" in failed["message"]
+    await wait_for(lambda: not jobs(cluster), what="the Job deleted to free the queue slot")
+    await asyncio_sleep(1.5)
+    assert phase(cluster) == "Failed" and job_creates(cluster) == 1
+
+
+async def test_suspend_holds_the_render_until_resumed(cluster: Cluster, operator: OperatorProcess) -> None:
+    body = new_tv()
+    body["spec"]["scheduling"] = {}
+    body["spec"]["suspend"] = True
+    await create(cluster, body)
+    await operator.start()
+    await wait_for(lambda: phase(cluster) == "Suspended", what="phase Suspended")
+    await asyncio_sleep(1.5)
+    assert jobs(cluster) == []
+    await patch(cluster, tv_path("media", "hello"), {"spec": {"suspend": False}})
+    [job] = await wait_for(lambda: jobs(cluster), what="the Job after resuming")
+    assert job["spec"]["suspend"] is False
+    assert job_builder.KUEUE_QUEUE_LABEL not in job["metadata"]["labels"]
+    await wait_for(lambda: phase(cluster) == "Pending", what="phase Pending")
+    # Suspending again (no Kueue queue): the operator suspends the Job itself.
+    await patch(cluster, tv_path("media", "hello"), {"spec": {"suspend": True}})
+    await wait_for(lambda: jobs(cluster)[0]["spec"]["suspend"] is True, what="the Job suspended")
+    await wait_for(lambda: phase(cluster) == "Suspended", what="phase Suspended again")
+
+
+async def test_watched_namespaces_setting(cluster: Cluster, operator: OperatorProcess) -> None:
+    operator.extra_env["MULTITALK_NAMESPACES"] = "media"
+    elsewhere = new_tv("elsewhere")
+    elsewhere["metadata"]["namespace"] = "other"
+    resp = await cluster.post(tv_path("other"), json=elsewhere)
+    assert resp.status in (200, 201)
+    await create(cluster, new_tv())
+    await operator.start()
+    await wait_for(lambda: phase(cluster) == "Queued", what="the watched namespace served")
+    await asyncio_sleep(1.5)
+    [other] = cluster.objects_of(TV, "other")
+    assert not other.get("status")
+    assert cluster.objects_of("batch/v1/jobs", "other") == []
+
+
+async def test_metrics_and_liveness(cluster: Cluster, operator: OperatorProcess) -> None:
+    import aiohttp
+
+    await create(cluster, new_tv())
+    await operator.start()
+    [job] = await wait_for(lambda: jobs(cluster), what="the Job")
+    pod = await admit_and_run(cluster, job)
+    await complete(cluster, job, pod)
+    await wait_for(lambda: phase(cluster) == "Succeeded", what="phase Succeeded")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{operator.health_port}/healthz") as resp:
+            assert resp.status == 200
+        async with http.get(f"http://127.0.0.1:{operator.metrics_port}/metrics") as resp:
+            text = await resp.text()
+    assert 'multitalk_runs_total{engine="multitalk",reason="Rendered",result="succeeded"} 1.0' in text
+    assert 'multitalk_talkingvideos{phase="Succeeded"} 1.0' in text
+    assert "multitalk_jobs_created_total 1.0" in text
+    assert "multitalk_render_seconds_bucket" in text

@@ -38,7 +38,7 @@ def test_render_example_placeholder(media: Media, tmp_path: Path) -> None:
     assert (p.width, p.height, p.fps) == (160, 128, 25.0)
     assert p.frames == round(duration * 25)
     assert p.faststart
-    assert p.colour == ("bt709", "tv")
+    assert p.colour == ("bt601", "tv")
     assert p.audio_rate == rate  # the original speech, not the engines' 16 kHz copy
     assert abs(p.video_seconds - duration) <= 1 / 25
     assert abs(p.audio_seconds - duration) <= 1 / 25

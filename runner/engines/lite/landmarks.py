@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from multitalk.runner.engines.lite.mediapipe_import import face_modules
 from multitalk.runner.errors import InvalidInput
 
 FloatArray = npt.NDArray[np.float32]
@@ -27,6 +28,7 @@ Box = tuple[float, float, float, float]  # top, left, bottom, right (rows first,
 MIN_FACE_HEIGHT_PX = 64  # forehead-to-chin; below this the mouth is a few pixels and cannot be shaped
 BORDER_TOLERANCE = 0.03  # brows-to-chin may reach this fraction of the face height past the edge
 DRAWING_PALETTE_SHARE = 0.25  # share of the face covered by its 16 commonest exact colours: photos < 0.12
+DRAWING_PALETTE_SHARE_GRAY = 0.45  # the same for black-and-white pictures (256 levels): photos < 0.35
 
 # mediapipe face-mesh indices used across the engine.
 FOREHEAD, CHIN = 10, 152
@@ -35,6 +37,7 @@ NOSE_TIP = 1
 UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 OUTER_LIP_CORNERS = (61, 291)
+OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
 FACE_OVAL = (
     10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
     152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
@@ -82,14 +85,12 @@ class FaceFinder:
     """mediapipe face mesh plus Haar proposals; create once, reuse for every image."""
 
     def __init__(self) -> None:
-        # Imported here: mediapipe takes about a second to import and only the lite engine needs it.
-        import mediapipe as mp
-
-        self._mesh: Any = mp.solutions.face_mesh.FaceMesh(
+        face_mesh, face_detection = face_modules()  # only these two: all of mediapipe takes a second
+        self._mesh: Any = face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=4, refine_landmarks=False, min_detection_confidence=0.5
         )
         # The full-range detector (also in the wheel) sees faces down to ~20 px; used for proposals.
-        self._detector: Any = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+        self._detector: Any = face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
         cascade = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
         self._haar = cv2.CascadeClassifier(cascade)
         if self._haar.empty():
@@ -191,8 +192,17 @@ def palette_share(region: Image) -> float:
     return float(counts[:16].sum() / codes.size)
 
 
+def is_grayscale(region: Image) -> bool:
+    spread = region.max(axis=-1).astype(np.int16) - region.min(axis=-1)
+    return bool(np.mean(spread <= 2) > 0.99)
+
+
+def drawing_threshold(region: Image) -> float:
+    return DRAWING_PALETTE_SHARE_GRAY if is_grayscale(region) else DRAWING_PALETTE_SHARE
+
+
 def looks_like_drawing(region: Image) -> bool:
-    return palette_share(region) > DRAWING_PALETTE_SHARE
+    return palette_share(region) > drawing_threshold(region)
 
 
 def crop_box(image: Image, box: Box) -> Image:
@@ -227,8 +237,9 @@ def check_face(image: Image, face: Face, field: str = "image") -> None:
             "use a portrait with the whole face and some margin around it",
             field=field,
         )
-    share = palette_share(crop_box(image, face.box))
-    if share > DRAWING_PALETTE_SHARE:
+    region = crop_box(image, face.box)
+    share = palette_share(region)
+    if share > drawing_threshold(region):
         raise InvalidInput(
             f"the face looks like a drawing or flat-colour illustration ({share:.0%} of it is painted in "
             "16 colours); the lite engine animates photographs of real faces",

@@ -47,14 +47,17 @@ def normalise_transcript(text: str) -> list[str]:
     return re.findall(r"[a-z]+(?:'[a-z]+)*", text.lower().replace("’", "'"))
 
 
+_QUIET: dict[str, Any] = {"samprate": SAMPLE_RATE, "loglevel": "FATAL"}
+
+
 class PhoneRecognizer:
-    """Holds the two pocketsphinx decoders (about 0.1 s each to build)."""
+    """Holds the two pocketsphinx decoders (about 0.1 s each to build); the aligner is built on
+    first use, since only speakers with a transcript need it (a cold start saved)."""
 
     def __init__(self) -> None:
         from pocketsphinx import Decoder, get_model_path
 
-        quiet: dict[str, Any] = {"samprate": SAMPLE_RATE, "loglevel": "FATAL"}
-        self._aligner: Any = Decoder(lm=None, **quiet)
+        self._aligner_instance: Any = None
         self._looper: Any = Decoder(
             # ds/topn halve the acoustic scoring (0.02 x real time on one core) with the same phones
             # where it matters (closures, open vowels).
@@ -64,8 +67,16 @@ class PhoneRecognizer:
             pbeam=1e-10,
             ds=2,
             topn=2,
-            **quiet,
+            **_QUIET,
         )
+
+    @property
+    def _aligner(self) -> Any:
+        if self._aligner_instance is None:
+            from pocketsphinx import Decoder
+
+            self._aligner_instance = Decoder(lm=None, **_QUIET)
+        return self._aligner_instance
 
     def missing_words(self, words: list[str]) -> list[str]:
         return [w for w in words if self._aligner.lookup_word(w) is None]

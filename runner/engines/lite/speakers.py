@@ -27,8 +27,8 @@ def assign_faces(faces: list[Face], bboxes: list[Box | None]) -> list[Face]:
         best = max(scored, key=lambda s: s[0], default=(0.0, None))
         if best[1] is None or best[0] < 0.3:
             raise InvalidInput(
-                f"no face found inside bbox {list(bbox)} ([top, left, bottom, right] in pixels of the image "
-                f"fitted to the video size); faces found: {[[round(v) for v in f.box] for f in faces]}",
+                f"no face found inside the bbox (on the video frame it covers [top, left, bottom, right] = "
+                f"{[round(v) for v in bbox]}); faces found there: {[[round(v) for v in f.box] for f in faces]}",
                 field=f"speakers[{i}].bbox",
             )
         chosen[i] = best[1]

@@ -14,8 +14,11 @@ from .pipeline import Encoders
 TEXT_LEN = 512
 
 
-def load_vae(path: Path, dtype: torch.dtype) -> Any:
-    """AutoencoderKLWan from the Diffusers folder, or from Wan2.1_VAE.pth through diffusers' converter."""
+def load_vae(path: Path, dtype: torch.dtype, config: dict[str, Any] | None = None) -> Any:
+    """AutoencoderKLWan from the Diffusers folder, or from Wan2.1_VAE.pth through diffusers' converter.
+
+    `config` only matters for .pth files: AutoencoderKLWan's defaults are Wan2.1's VAE.
+    """
     from diffusers import AutoencoderKLWan
 
     if path.is_dir():
@@ -24,9 +27,34 @@ def load_vae(path: Path, dtype: torch.dtype) -> Any:
 
     checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     with torch.device("meta"):
-        vae = AutoencoderKLWan()  # its defaults are Wan2.1's VAE
+        vae = AutoencoderKLWan(**(config or {}))
     vae.load_state_dict(convert_wan_vae_to_diffusers(checkpoint), strict=True, assign=True)
     return vae.to(dtype).eval()
+
+
+def _latent_stats(vae: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    z_dim = vae.config.z_dim
+    mean = torch.tensor(vae.config.latents_mean, device=device).view(1, z_dim, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=device).view(1, z_dim, 1, 1, 1)
+    return mean, std
+
+
+@torch.no_grad()
+def vae_encode(vae: Any, video: torch.Tensor) -> torch.Tensor:
+    """[1, 3, T, H, W] in [-1, 1] -> normalised latents (mode of the posterior), float32, on the VAE's device."""
+    device = next(vae.parameters()).device
+    latents: torch.Tensor = vae.encode(video.to(device, torch.float32)).latent_dist.mode().float()
+    mean, std = _latent_stats(vae, device)
+    return (latents - mean) / std
+
+
+@torch.no_grad()
+def vae_decode(vae: Any, latents: torch.Tensor) -> torch.Tensor:
+    """Normalised latents -> [1, 3, T, H, W] clamped to [-1, 1], float32."""
+    device = next(vae.parameters()).device
+    mean, std = _latent_stats(vae, device)
+    video: torch.Tensor = vae.decode(latents.to(device).float() * std + mean).sample
+    return video.float().clamp(-1, 1)
 
 
 class Wan21Encoders:
@@ -40,15 +68,13 @@ class Wan21Encoders:
         root = files.encoders_dir
         self.device, self.dtype = device, dtype
         self.tokenizer = AutoTokenizer.from_pretrained(str(root / "tokenizer"))
-        self.text_encoder = UMT5EncoderModel.from_pretrained(str(root / "text_encoder"), torch_dtype=dtype).eval()
+        self.text_encoder = UMT5EncoderModel.from_pretrained(str(root / "text_encoder"), dtype=dtype).eval()
         processor = CLIPImageProcessor.from_pretrained(str(root / "image_processor"))
         self.clip_mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
         self.clip_std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
-        self.image_encoder = CLIPVisionModel.from_pretrained(str(root / "image_encoder"), torch_dtype=dtype).eval()
-        self.vae = load_vae(files.vae, dtype)
-        z_dim = self.vae.config.z_dim
-        self.latents_mean = torch.tensor(self.vae.config.latents_mean).view(1, z_dim, 1, 1, 1)
-        self.latents_std = torch.tensor(self.vae.config.latents_std).view(1, z_dim, 1, 1, 1)
+        self.image_encoder = CLIPVisionModel.from_pretrained(str(root / "image_encoder"), dtype=dtype).eval()
+        # The Wan VAE runs in float32 as in the reference (bf16 visibly degrades decoded frames).
+        self.vae = load_vae(files.vae, torch.float32)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"text_encoder": self.text_encoder, "image_encoder": self.image_encoder, "vae": self.vae}
@@ -81,21 +107,11 @@ class Wan21Encoders:
         out: torch.Tensor = result.hidden_states[-2].to(self.device)
         return out
 
-    @torch.no_grad()
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        device = next(self.vae.parameters()).device
-        latents = self.vae.encode(video.to(device, self.dtype)).latent_dist.mode().float()
-        mean, std = self.latents_mean.to(latents.device), self.latents_std.to(latents.device)
-        out: torch.Tensor = ((latents - mean) / std).to(self.device)
-        return out
+        return vae_encode(self.vae, video).to(self.device)
 
-    @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        device = next(self.vae.parameters()).device
-        mean, std = self.latents_mean.to(device), self.latents_std.to(device)
-        z = latents.to(device).float() * std + mean
-        video: torch.Tensor = self.vae.decode(z.to(self.dtype)).sample
-        return video.float().clamp(-1, 1).to(self.device)
+        return vae_decode(self.vae, latents).to(self.device)
 
     def as_encoders(self) -> Encoders:
         return Encoders(self.encode_text, self.encode_image, self.encode_video, self.decode_latents)

@@ -89,10 +89,13 @@ class MultiTalkEngine(Engine):
             return Availability(False, f"MULTITALK_OFFLOAD={self.offload!r}; use one of {OFFLOAD_MODES}", details)
         if self.device_name not in ("cuda", "cpu"):
             return Availability(False, f"MULTITALK_DEVICE={self.device_name!r}; use cuda or cpu", details)
+        reasons = []
         if self.device_name == "cuda" and not torch.cuda.is_available():
-            return Availability(False, "no CUDA device (torch sees none); the multitalk engine needs a GPU", details)
+            reasons.append("no CUDA device (torch sees none); the multitalk engine needs a GPU")
         if not files.ok:
-            return Availability(False, "model files missing or mismatched: " + "; ".join(files.problems), details)
+            reasons.append("model files missing or mismatched: " + "; ".join(files.problems))
+        if reasons:
+            return Availability(False, "; ".join(reasons), details)
         return Availability(True, "", details)
 
     def validate(self, request: RenderRequest) -> None:
@@ -124,10 +127,11 @@ class MultiTalkEngine(Engine):
         on_gpu = self.offload == "none"
         transformer = load_transformer(files, dtype, device if on_gpu else "cpu")
         if self.offload == "sequential":
-            transformer.wan.to(device)  # embedders and head; the blocks move back to the CPU below
-            for block, audio_block in zip(transformer.wan.blocks, transformer.audio.audio_blocks, strict=True):
-                block.to("cpu")
-                audio_block.to("cpu")
+            # Embedders, head and audio projection stay on the GPU; the blocks visit it one at a time.
+            for name, child in transformer.wan.named_children():
+                if name != "blocks":
+                    child.to(device)
+            transformer.wan.scale_shift_table.data = transformer.wan.scale_shift_table.data.to(device)
             transformer.audio.audio_proj.to(device)
             transformer.block_device = device
         encoders = Wan21Encoders(files, device, dtype)
@@ -147,15 +151,21 @@ class MultiTalkEngine(Engine):
         }
 
     def _residency(self, active: str) -> None:
-        """Model offload: only `active` (an encoder name or 'transformer') stays on the GPU."""
-        if self.offload != "model" or self._state["device"].type != "cuda":
-            return
+        """Offload: only `active` (an encoder name or 'transformer') is on the GPU while it runs.
+
+        With sequential offload the transformer manages its own blocks and is never moved whole.
+        """
         device = self._state["device"]
-        modules = {**self._state["encoders"].modules(), "transformer": self._state["transformer"]}
+        if self.offload == "none" or device.type != "cuda":
+            return
+        modules: dict[str, Any] = dict(self._state["encoders"].modules())
+        if self.offload == "model":
+            modules["transformer"] = self._state["transformer"]
         for name, module in modules.items():
             if name != active:
                 module.to("cpu")
-        modules[active].to(device)
+        if active in modules:
+            modules[active].to(device)
         self._state["torch"].cuda.empty_cache()
 
     def prepare(self, inputs: RenderInputs, progress: ProgressFn) -> EngineInfo:
@@ -163,13 +173,20 @@ class MultiTalkEngine(Engine):
         from .loader import merge_lora
 
         state = self._state
-        for lora in inputs.request.sampling.loras:
-            merge_lora(state["transformer"], self.model_dir / lora.path, lora.scale)
+        loras = [(lora.path, lora.scale) for lora in inputs.request.sampling.loras]
+        merged = state.setdefault("loras", None)
+        if merged is not None and merged != loras:
+            raise RuntimeError("this engine already merged other LoRAs into its weights; use a fresh runner process")
+        if merged is None:
+            for path, scale in loras:
+                merge_lora(state["transformer"], self.model_dir / path, scale)
+            state["loras"] = loras
         features = []
         for i, speech in enumerate(inputs.speech):
             features.append(state["audio"](loudness_normalize(speech)))
             progress((i + 1) / len(inputs.speech))
         state["features"] = features
+        state["masks"] = self._person_masks(inputs) if len(inputs.speech) == 2 else None
         shape = (len(features), *features[0].shape)
         device = state["device"]
         return EngineInfo(
@@ -183,8 +200,7 @@ class MultiTalkEngine(Engine):
         from PIL import Image as PILImage
         from PIL import ImageOps
 
-        from .person_masks import image_masks, latent_masks
-        from .pipeline import Encoders, Settings
+        from .pipeline import Settings
         from .sampler import Guidance
         from .teacache import TeaCache
 
@@ -195,11 +211,7 @@ class MultiTalkEngine(Engine):
         gen_h, gen_w = generation_size(inputs.width, inputs.height, self.area)
         portrait = ImageOps.fit(PILImage.fromarray(inputs.image), (gen_w, gen_h), PILImage.Resampling.BICUBIC)
         image = torch.from_numpy(np.asarray(portrait).copy()).permute(2, 0, 1).float() / 255 * 2 - 1
-        persons = len(req.speakers)
-        masks = None
-        if persons == 2:
-            source = image_masks(inputs.height, inputs.width, 2, [s.bbox for s in req.speakers])
-            masks = latent_masks(source, gen_h, gen_w, gen_h // 8, gen_w // 8).to(state["device"])
+        masks = state.get("masks")
         frames_25 = max(1, math.ceil(inputs.duration_seconds * MODEL_FPS))
         frame_num, streaming = window_plan(frames_25)
         features = [self._padded(f, max(frame_num + 1, frames_25)) for f in state["features"]]
@@ -217,42 +229,50 @@ class MultiTalkEngine(Engine):
         )
         transformer = state["transformer"]
         transformer.teacache = TeaCache(sampling.tea_cache, sampling.steps) if sampling.tea_cache > 0 else None
-        enc = state["encoders"]
-
-        def on(name: str, fn: Any) -> Any:
-            def call(x: Any) -> Any:
-                self._residency(name)
-                return fn(x)
-
-            return call
-
-        encoders = Encoders(
-            on("text_encoder", enc.encode_text),
-            on("image_encoder", enc.encode_image),
-            on("vae", enc.encode_video),
-            on("vae", enc.decode_latents),
-        )
-        pipeline = state["pipeline_cls"](transformer, encoders, state["device"])
+        encoders = state["encoders"].as_encoders()
+        pipeline = state["pipeline_cls"](transformer, encoders, state["device"], self._residency)
         wanted = resample_indices(inputs.frames, inputs.fps, frames_25)
-        buffer: list[Image] = []
-        out = 0
+        buffer: list[Image] = []  # generated 25 fps frames from index `first` on
+        first, out = 0, 0
         chunks = pipeline.generate(
             image, features, req.prompt, settings, masks, lambda done, total: progress(done / total)
         )
         for chunk in chunks:
-            self._residency("transformer")
             pixels = ((chunk.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
             buffer.extend(pixels)
-            while out < len(wanted) and wanted[out] < len(buffer):
-                frame = PILImage.fromarray(buffer[wanted[out]]).resize(
+            while out < len(wanted) and wanted[out] < first + len(buffer):
+                frame = PILImage.fromarray(buffer[wanted[out] - first]).resize(
                     (inputs.width, inputs.height), PILImage.Resampling.LANCZOS
                 )
                 yield np.asarray(frame, dtype=np.uint8)
                 out += 1
             if out >= len(wanted):
                 break
+            # Frames before the next wanted one are never needed again: memory stays flat in the length.
+            drop = wanted[out] - first
+            del buffer[:drop]
+            first += drop
         if out < len(wanted):
-            raise RuntimeError(f"generated {len(buffer)} frames at 25 fps, needed {wanted[-1] + 1}")
+            raise RuntimeError(f"generated {first + len(buffer)} frames at 25 fps, needed {wanted[-1] + 1}")
+
+    def _person_masks(self, inputs: RenderInputs) -> Any:
+        """Latent-grid masks of the two persons; a bbox that covers no token of the frame is refused."""
+        from .person_masks import image_masks, latent_masks, token_masks
+
+        gen_h, gen_w = generation_size(inputs.width, inputs.height, self.area)
+        boxes = [s.bbox for s in inputs.request.speakers]
+        source = image_masks(inputs.height, inputs.width, 2, boxes)
+        masks = latent_masks(source, gen_h, gen_w, gen_h // 8, gen_w // 8)
+        tokens = token_masks(masks, gen_h // 16, gen_w // 16)
+        for i, box in enumerate(boxes):
+            if box is not None and float(tokens[i].sum()) == 0:
+                raise InvalidInput(
+                    "the box covers no part of the video frame the model sees (too small, or outside after the "
+                    "image is fitted to the video size); bbox is [top, left, bottom, right] in pixels of the "
+                    "image, rows first",
+                    f"speakers[{i}].bbox",
+                )
+        return masks.to(self._state["device"])
 
     @staticmethod
     def _padded(features: Any, length: int) -> Any:

@@ -51,7 +51,7 @@ def reference_attention_map(
     q = (query[0] * head_dim**-0.5).transpose(0, 1)  # H, S, D
     k = key[0, :ref_tokens].transpose(0, 1)  # H, R, D
     masks = class_masks.to(torch.float32)
-    weights = (masks / masks.sum(-1, keepdim=True)).t()  # R, C: mean inside each mask
+    weights = (masks / masks.sum(-1, keepdim=True).clamp_min(1.0)).t()  # R, C: mean inside each mask (0 if empty)
     total = torch.zeros(q.shape[1], masks.shape[0], device=q.device, dtype=torch.float32)
     for start in range(0, heads, head_chunk):
         scores = torch.matmul(q[start : start + head_chunk], k[start : start + head_chunk].transpose(-1, -2))

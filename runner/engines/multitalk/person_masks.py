@@ -24,8 +24,10 @@ def image_masks(height: int, width: int, persons: int, bboxes: Sequence[BBox | N
     if bboxes and all(box is not None for box in bboxes):
         for index, box in enumerate(bboxes[:2]):
             assert box is not None
-            top, left, bottom, right = box
-            masks[index, int(top) : int(bottom), int(left) : int(right)] = 1
+            # Boxes mapped onto the fitted frame may stick out of it: clamp (negative slices would wrap).
+            top, bottom = (min(max(int(v), 0), height) for v in (box[0], box[2]))
+            left, right = (min(max(int(v), 0), width) for v in (box[1], box[3]))
+            masks[index, top:bottom, left:right] = 1
     else:
         top, bottom = int(height * FACE_MARGIN), int(height * (1 - FACE_MARGIN))
         half = width // 2

@@ -69,10 +69,18 @@ def pad_text(text: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class MultiTalkPipeline:
-    def __init__(self, transformer: MultiTalkTransformer, encoders: Encoders, device: torch.device) -> None:
+    def __init__(
+        self,
+        transformer: MultiTalkTransformer,
+        encoders: Encoders,
+        device: torch.device,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> None:
         self.transformer = transformer
         self.encoders = encoders
         self.device = device
+        # Told which model runs next ("text_encoder", "image_encoder", "vae", "transformer"): offload hook.
+        self.on_stage = on_stage or (lambda stage: None)
 
     @torch.no_grad()
     def generate(
@@ -101,6 +109,7 @@ class MultiTalkPipeline:
         reference = image.to(device, torch.float32)
         cond_frames = reference[:, None][None]  # 1, 3, 1, H, W
         audio = [a.float() for a in audio]
+        self.on_stage("text_encoder")
         text = pad_text(self.encoders.encode_text(prompt), settings.text_len).to(device)
         text_null = pad_text(self.encoders.encode_text(settings.negative_prompt), settings.text_len).to(device)
         timesteps = shifted_timesteps(settings.steps, settings.shift)
@@ -114,8 +123,10 @@ class MultiTalkPipeline:
             noise = torch.randn(
                 LATENT_CHANNELS, lat_t, lat_h, lat_w, generator=generator, device=device, dtype=torch.float32
             )
+            self.on_stage("image_encoder")
             clip_tokens = self.encoders.encode_image(cond_frames[:, :, -1:]).to(dtype)
             padded = torch.cat([cond_frames, cond_frames.new_zeros(1, 3, frame_num - known, height, width)], dim=2)
+            self.on_stage("vae")
             latents_y = self.encoders.encode_video(padded).to(dtype)
             motion = latents_y[0, :, : 1 + (known - 1) // VAE_TIME_STRIDE].float() if window > 0 else None
             condition = torch.cat([condition_mask(frame_num, known, lat_h, lat_w).to(device, dtype), latents_y], 1)
@@ -137,7 +148,9 @@ class MultiTalkPipeline:
                 if progress is not None:
                     progress(window * total + done, windows_total * total)
 
+            self.on_stage("transformer")
             latent = denoise(predict, noise, timesteps, settings.guidance, generator, motion, step_progress)
+            self.on_stage("vae")
             video = self.encoders.decode_latents(latent[None].to(dtype)).float()[0]
             video = match_colors(video, reference, settings.color_strength)
             yield video if window == 0 else video[:, known:]

@@ -10,6 +10,7 @@ Everything else stays KMock's: real HTTP, real watch streams, real merge patches
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime as dt
 import itertools
@@ -43,10 +44,11 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         kind="Pod", namespaced=True, verbs={"list", "watch", "get", "patch", "create", "delete"}, subresources={"log"}
     ),
     "v1/events": kmock.ResourceInfo(kind="Event", namespaced=True, verbs={"create", "list", "get"}),
+    # Listed and watched by Cluster.__call__ (KMock cannot parse this path).
+    "v1/namespaces": kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs={"list", "watch", "get"}),
     "apiextensions.k8s.io/v1/customresourcedefinitions": kmock.ResourceInfo(
         kind="CustomResourceDefinition", namespaced=False, verbs={"list", "watch", "get"}
     ),
-    "v1/namespaces": kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs={"list", "watch", "get"}),
 }
 
 
@@ -83,6 +85,23 @@ class Cluster(kmock.KubernetesEmulator):
             if all((pod.get("metadata", {}).get("labels") or {}).get(k) == v for k, v in wanted.items())
         ]
         return {"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # KMock cannot parse the cluster-scoped /api/v1/namespaces path: serve it here, the
+        # namespaces being those of the stored objects (kopf lists and watches them when
+        # given a list of namespaces to serve).
+        if raw_request.path == "/api/v1/namespaces":
+            if raw_request.query.get("watch") in ("true", "1"):
+                response = aiohttp.web.StreamResponse()
+                await response.prepare(raw_request)
+                await asyncio.sleep(float(raw_request.query.get("timeoutSeconds", "300")))
+                return response
+            names = sorted({ns for (_, ns, _) in self.objects if ns} | {"default", "media"})
+            items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in names]
+            return aiohttp.web.json_response(
+                {"apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": "1"}, "items": items}
+            )
+        return await super().__call__(raw_request)
 
     def _serve_log(self, request: kmock.Request) -> bytes:
         text = self.logs.get((request.namespace or "", request.name or ""), "")
