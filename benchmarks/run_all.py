@@ -23,7 +23,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("lite_engine.py", [], ["--durations", "5", "30", "--sizes", "480x480", "1280x720"]),
     ("operator_scale.py", [], ["--objects", "200", "--samples", "10"]),
     ("multitalk_step.py", ["--tiny"], ["--tiny"]),  # full size needs a GPU: see the script
-    ("cluster_scale.py", [], ["--objects", "200"]),
+    ("cluster_scale.py", [], ["--count", "200"]),
 ]
 
 
