@@ -115,17 +115,17 @@ class Reconciler:
         tick = max(0.2, min(self.settings.resync_seconds, self.settings.progress_poll_seconds) / 2)
         limit = asyncio.Semaphore(16)
 
-        async def one(key: Key, progress: bool) -> None:
+        async def one(key: Key, progress: bool, fresh: bool) -> None:
             async with limit:
                 try:
-                    await self.reconcile_key(key, read_progress=progress, fresh=True)
+                    await self.reconcile_key(key, read_progress=progress, fresh=fresh)
                 except Exception:  # one object's failure must not stop the loop
                     log.exception("resync of %s/%s failed", *key)
 
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            due: list[tuple[Key, bool]] = []
+            due: list[tuple[Key, bool, bool]] = []
             for key, tv in list(self.tvs.items()):
                 status = self.written.get(key) or tv.get("status") or {}
                 phase = status.get("phase")
@@ -133,11 +133,13 @@ class Reconciler:
                     continue  # terminal: nothing can change any more
                 if phase == "Running" and now - self.last_progress.get(key, 0.0) >= self.settings.progress_poll_seconds:
                     self.last_progress[key] = now
-                    due.append((key, True))
+                    # The log read names the pod; the pods are listed afresh only once a resync is due.
+                    stale = now - self.last_resync.get(key, now) >= self.settings.resync_seconds
+                    due.append((key, True, stale))
                 elif now - self.last_resync.get(key, now) >= self.settings.resync_seconds:
-                    due.append((key, False))
+                    due.append((key, False, True))
             if due:
-                await asyncio.gather(*(one(key, progress) for key, progress in due))
+                await asyncio.gather(*(one(key, progress, fresh) for key, progress, fresh in due))
 
     async def reconcile(
         self,
@@ -153,7 +155,7 @@ class Reconciler:
         async with self.locks[key]:
             started = time.perf_counter()
             try:
-                return await self._reconcile(key, tv, job, read_progress, fresh or read_progress)
+                return await self._reconcile(key, tv, job, read_progress, fresh)
             finally:
                 metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
