@@ -125,7 +125,9 @@ def main() -> int:
         by_user: collections.Counter[str] = collections.Counter()
         by_kind: collections.Counter[str] = collections.Counter()  # the operator's, by verb and resource
         operator_user = f"system:serviceaccount:{install.SYSTEM_NAMESPACE}:"
-        for line in plane.audit_log_path.read_text().splitlines():
+        # The API server rotates its audit log at 100 MB: read the rotated files too.
+        logs = sorted(plane.audit_log_path.parent.glob(plane.audit_log_path.stem + "*" + plane.audit_log_path.suffix))
+        for line in (line for path in logs for line in path.read_text().splitlines()):
             event = json.loads(line)
             if event.get("stage") == "ResponseComplete":
                 by_user[event["user"]["username"]] += 1
