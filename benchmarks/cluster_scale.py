@@ -123,11 +123,18 @@ def main() -> int:
 
         time.sleep(3)  # the audit log is written in batches
         by_user: collections.Counter[str] = collections.Counter()
+        by_kind: collections.Counter[str] = collections.Counter()  # the operator's, by verb and resource
         operator_user = f"system:serviceaccount:{install.SYSTEM_NAMESPACE}:"
-        for line in plane.audit_log_path.read_text().splitlines():
+        # The API server rotates its audit log at 100 MB: read the rotated files too.
+        logs = sorted(plane.audit_log_path.parent.glob(plane.audit_log_path.stem + "*" + plane.audit_log_path.suffix))
+        for line in (line for path in logs for line in path.read_text().splitlines()):
             event = json.loads(line)
             if event.get("stage") == "ResponseComplete":
                 by_user[event["user"]["username"]] += 1
+                if event["user"]["username"].startswith(operator_user):
+                    ref = event.get("objectRef") or {}
+                    sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+                    by_kind[f"{event.get('verb')} {ref.get('resource', '?')}{sub}"] += 1
         operator_requests = sum(n for user, n in by_user.items() if user.startswith(operator_user))
 
         print(f"TalkingVideos applied at once:        {args.count} (created in {applied:.1f} s by 16 clients)")
@@ -143,6 +150,8 @@ def main() -> int:
             f"operator API requests:                {operator_requests} "
             f"({operator_requests / args.count:.1f} per object)"
         )
+        for kind, n in by_kind.most_common(8):
+            print(f"  {kind:<34}  {n / args.count:.2f} per object")
         print(f"all API requests (every client):      {sum(by_user.values())}")
         print(f"operator CPU during the run:          {cpu_after - cpu_before:.1f} s")
         print(f"operator peak RSS:                    {peak / 2**20:.0f} MiB")

@@ -85,21 +85,26 @@ class Reconciler:
         # Mirrors of the watch streams (kopf.on.event): the latest TalkingVideo and Job bodies.
         self.tvs: dict[Key, dict[str, Any]] = {}
         self.jobs: dict[Key, dict[str, Any]] = {}
+        # The Job's pods as last listed, keyed by the Job's uid and resourceVersion: the Job
+        # controller updates the Job whenever an attempt starts, gets ready or ends, so an
+        # unchanged Job means the listing is still good enough; the resync lists afresh.
+        self.pods: dict[Key, tuple[tuple[str, str], list[dict[str, Any]]]] = {}
         self.last_resync: dict[Key, float] = {}
         self.last_progress: dict[Key, float] = {}
         self._event_tasks: set[asyncio.Task[None]] = set()
         self._event_slots = asyncio.Semaphore(8)
 
     def forget(self, key: Key) -> None:
-        for table in (self.written, self.locks, self.tvs, self.jobs, self.last_resync, self.last_progress):
+        for table in (self.written, self.locks, self.tvs, self.jobs, self.pods, self.last_resync, self.last_progress):
             table.pop(key, None)
         self.phases.set(key, None)
 
-    async def reconcile_key(self, key: Key, *, read_progress: bool = False) -> None:
+    async def reconcile_key(self, key: Key, *, read_progress: bool = False, fresh: bool = False) -> None:
         tv = self.tvs.get(key)
         if tv is not None:
-            self.last_resync[key] = time.monotonic()
-            await self.reconcile(key[0], key[1], tv, self.jobs.get(key), read_progress=read_progress)
+            # The resync clock runs from the last pod listing (_reconcile), not the last event.
+            self.last_resync.setdefault(key, time.monotonic())
+            await self.reconcile(key[0], key[1], tv, self.jobs.get(key), read_progress=read_progress, fresh=fresh)
 
     async def tick_forever(self) -> None:
         """Resync every object now and then, and read progress of running ones.
@@ -110,17 +115,17 @@ class Reconciler:
         tick = max(0.2, min(self.settings.resync_seconds, self.settings.progress_poll_seconds) / 2)
         limit = asyncio.Semaphore(16)
 
-        async def one(key: Key, progress: bool) -> None:
+        async def one(key: Key, progress: bool, fresh: bool) -> None:
             async with limit:
                 try:
-                    await self.reconcile_key(key, read_progress=progress)
+                    await self.reconcile_key(key, read_progress=progress, fresh=fresh)
                 except Exception:  # one object's failure must not stop the loop
                     log.exception("resync of %s/%s failed", *key)
 
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            due: list[tuple[Key, bool]] = []
+            due: list[tuple[Key, bool, bool]] = []
             for key, tv in list(self.tvs.items()):
                 status = self.written.get(key) or tv.get("status") or {}
                 phase = status.get("phase")
@@ -128,25 +133,34 @@ class Reconciler:
                     continue  # terminal: nothing can change any more
                 if phase == "Running" and now - self.last_progress.get(key, 0.0) >= self.settings.progress_poll_seconds:
                     self.last_progress[key] = now
-                    due.append((key, True))
+                    # The log read names the pod; the pods are listed afresh only once a resync is due.
+                    stale = now - self.last_resync.get(key, now) >= self.settings.resync_seconds
+                    due.append((key, True, stale))
                 elif now - self.last_resync.get(key, now) >= self.settings.resync_seconds:
-                    due.append((key, False))
+                    due.append((key, False, True))
             if due:
-                await asyncio.gather(*(one(key, progress) for key, progress in due))
+                await asyncio.gather(*(one(key, progress, fresh) for key, progress, fresh in due))
 
     async def reconcile(
-        self, namespace: str, name: str, tv: dict[str, Any], job: dict[str, Any] | None, *, read_progress: bool = False
+        self,
+        namespace: str,
+        name: str,
+        tv: dict[str, Any],
+        job: dict[str, Any] | None,
+        *,
+        read_progress: bool = False,
+        fresh: bool = True,
     ) -> Reconciliation | None:
         key = (namespace, name)
         async with self.locks[key]:
             started = time.perf_counter()
             try:
-                return await self._reconcile(key, tv, job, read_progress)
+                return await self._reconcile(key, tv, job, read_progress, fresh)
             finally:
                 metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
     async def _reconcile(
-        self, key: Key, tv: dict[str, Any], job: dict[str, Any] | None, read_progress: bool
+        self, key: Key, tv: dict[str, Any], job: dict[str, Any] | None, read_progress: bool, fresh: bool
     ) -> Reconciliation | None:
         namespace = key[0]
         meta = tv.get("metadata") or {}
@@ -161,20 +175,21 @@ class Reconciler:
             c.get("status") == "True" and c.get("type") in ("Complete", "Failed")
             for c in old_status.get("conditions") or []
         )
-        if terminal and old_status.get("observedGeneration") == meta.get("generation"):
-            self.phases.set(key, old_status.get("phase"))
-            return None  # finished and nothing new to acknowledge: terminal results never change
+        # No shortcut for terminal objects: the Job settles after its target condition
+        # (attempts, the last exit), and compute_status keeps a result once its Job is gone.
         recorded = (old_status.get("job") or {}).get("name")
         if job is None and recorded and not terminal:
             job = await self._call("get_job", self.kube.get_job(namespace, recorded))
 
-        pods: list[dict[str, Any]] = []
-        if job is not None and _may_have_pods(job):
-            pods = await self._call("list_pods", self.kube.list_job_pods(namespace, job["metadata"]["name"]))
+        pods, cached = await self._pods(key, job, fresh)
         progress = await self._progress(namespace, pods) if read_progress else None
 
         now = dt.datetime.now(dt.UTC)
         rec = compute_status(tv, job, pods, now, progress)
+        if cached and (rec.delete_job or (_final(rec.status) and not terminal)):
+            # Final or destructive decisions are taken on a fresh listing, never a cached one.
+            pods, _ = await self._pods(key, job, True)
+            rec = compute_status(tv, job, pods, now, progress)
         if rec.create_job:
             job = await self._create_job(tv)
             rec = compute_status(tv, job, [], now)
@@ -186,6 +201,21 @@ class Reconciler:
             )
         await self._write(key, tv, old_status, rec)
         return rec
+
+    async def _pods(self, key: Key, job: dict[str, Any] | None, fresh: bool) -> tuple[list[dict[str, Any]], bool]:
+        """The Job's pods and whether they came from the cache (same Job resourceVersion)."""
+        if job is None or not _may_have_pods(job):
+            return [], False
+        job_meta = job["metadata"]
+        version = (str(job_meta.get("uid")), str(job_meta.get("resourceVersion")))
+        cached = self.pods.get(key)
+        if not fresh and cached is not None and cached[0] == version:
+            return cached[1], True
+        listed = await self._call("list_pods", self.kube.list_job_pods(key[0], job_meta["name"]))
+        pods = [_pod_essentials(p) for p in listed]
+        self.pods[key] = (version, pods)
+        self.last_resync[key] = time.monotonic()
+        return pods, False
 
     async def _call(self, operation: str, coro: Any) -> Any:
         try:
@@ -287,10 +317,28 @@ def _job_essentials(body: kopf.Body) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     return {
         "metadata": {
-            k: meta[k] for k in ("name", "namespace", "uid", "labels", "annotations", "creationTimestamp") if k in meta
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "creationTimestamp")
+            if k in meta
         },
         "spec": {"suspend": (body.get("spec") or {}).get("suspend")},
         "status": dict(body.get("status") or {}),
+    }
+
+
+def _pod_essentials(pod: dict[str, Any]) -> dict[str, Any]:
+    """What compute_status reads from a pod (kept per object between Job changes)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    return {
+        "metadata": {k: meta[k] for k in ("name", "creationTimestamp", "deletionTimestamp") if k in meta},
+        "spec": {
+            "nodeName": spec.get("nodeName"),
+            "containers": [
+                {"name": c.get("name"), "resources": c.get("resources")} for c in spec.get("containers") or []
+            ],
+        },
+        "status": pod.get("status") or {},
     }
 
 
@@ -298,6 +346,10 @@ def _tv_essentials(body: kopf.Body) -> dict[str, Any]:
     meta = dict(body.get("metadata") or {})
     meta.pop("managedFields", None)
     return {"metadata": meta, "spec": body.get("spec"), "status": body.get("status")}
+
+
+def _final(status: dict[str, Any]) -> bool:
+    return status.get("phase") in ("Succeeded", "Failed")
 
 
 def _may_have_pods(job: dict[str, Any]) -> bool:

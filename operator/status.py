@@ -314,15 +314,15 @@ def compute_status(
             events.append(Event("Warning", "SpecChangeIgnored", accepted["message"]))
     conds["Accepted"] = accepted
 
-    finished_ok = _is_true(job_conds, "Complete") or _is_true(job_conds, "SuccessCriteriaMet")
+    job_ok = _is_true(job_conds, "Complete") or _is_true(job_conds, "SuccessCriteriaMet")
     finished_bad = _is_true(job_conds, "Failed") or _is_true(job_conds, "FailureTarget")
-    suspended = bool(job_spec.get("suspend")) and not finished_ok and not finished_bad
+    suspended = bool(job_spec.get("suspend")) and not job_ok and not finished_bad
 
     # Without a queue, spec.suspend drives the Job's suspend; with Kueue, Kueue owns it.
     if (
         spec is not None
         and not queue
-        and not (finished_ok or finished_bad)
+        and not (job_ok or finished_bad)
         and spec.suspend != bool(job_spec.get("suspend"))
     ):
         action.job_suspend = spec.suspend
@@ -370,11 +370,23 @@ def compute_status(
     if queue_seconds is not None:
         out.setdefault("timings", {})["queueSeconds"] = round(queue_seconds, 3)
 
+    # Succeeded and its output are written together: while the Job reads succeeded but no
+    # attempt's runner shows its exit yet (the pod status lags, or a stale read), wait for it.
+    collecting = job_ok and result is None and bool(pods) and not any(_exit_code(p) == 0 for p in pods)
+    finished_ok = job_ok and not collecting
+
     # Running
     runner = _runner_status(pod) if pod is not None else {}
     waiting = (runner.get("state") or {}).get("waiting") or {}
     pod_conds = _conditions(pod)
-    if finished_ok or finished_bad:
+    if collecting:
+        conds["Running"] = _condition(
+            "Running",
+            "False",
+            "CollectingResult",
+            "the Job succeeded; waiting for the runner's exit and result JSON on its pod",
+        )
+    elif finished_ok or finished_bad:
         conds["Running"] = _condition("Running", "False", "Finished", "the runner has finished")
     elif suspended:
         conds["Running"] = _condition("Running", "False", "NotAdmitted", "the Job is not admitted yet")
@@ -438,6 +450,8 @@ def compute_status(
             message = (
                 f"wrote {result.output.uri} ({result.output.duration_seconds:.1f} s, {result.output.frames} frames)"
             )
+        elif old.get("output") and old_conds.get("Complete", {}).get("status") == "True":
+            message = str(old_conds["Complete"].get("message") or "the Job succeeded")  # pod gone since
         elif result_pod is None and not pods:
             message = "the Job succeeded; its pod is gone, so engine, timings and output are unknown"
         else:
@@ -450,11 +464,11 @@ def compute_status(
         reason, message = _job_failure(job_conds, last_failure)
         conds["Failed"] = _condition("Failed", "True", reason, message)
         out["completionTime"] = (
-            _cond_time(job_conds, "Failed") or _cond_time(job_conds, "FailureTarget") or format_time(now)
+            _cond_time(job_conds, "FailureTarget") or _cond_time(job_conds, "Failed") or format_time(now)
         )
         if last_failure is None:
             last_failure = {"reason": reason, "message": message, "time": out["completionTime"]}
-    elif spec is not None and not suspended and conds["Running"]["status"] == "False":
+    elif not collecting and spec is not None and not suspended and conds["Running"]["status"] == "False":
         pending_since = _pending_since(job, pods)
         if pending_since is not None and (now - pending_since).total_seconds() > spec.pending_deadline_seconds:
             why = conds["Running"]["message"]
@@ -473,16 +487,21 @@ def compute_status(
     start = parse_time(job_status.get("startTime"))
     if start is not None:
         out["startTime"] = format_time(start)
-        end = parse_time(out.get("completionTime")) or now
-        out["durationSeconds"] = round(max(0.0, (end - start).total_seconds()), 3)
-        out["duration"] = human_duration(out["durationSeconds"])
+        end = parse_time(out.get("completionTime"))
+        if end is not None or progress is not None:
+            seconds = round(max(0.0, ((end or now) - start).total_seconds()), 3)
+            out["durationSeconds"], out["duration"] = seconds, human_duration(seconds)
+        else:
+            # A running duration moves with the clock: it is refreshed with each progress read
+            # only, else every recompute (each one echoed by the watch) would write the status.
+            _keep(out, old, "durationSeconds", "duration")
 
     # Progress
     if "Complete" in conds:
         out["progress"] = {"stage": "done", "percent": 100.0}
     elif progress is not None and conds["Running"]["status"] == "True":
         out["progress"] = {"stage": progress[0], "percent": round(min(100.0, max(0.0, progress[1])), 1)}
-    elif old.get("progress") and (conds["Running"]["status"] == "True" or "Failed" in conds):
+    elif old.get("progress") and (conds["Running"]["status"] == "True" or collecting or "Failed" in conds):
         out["progress"] = dict(old["progress"])  # read on a slow timer: keep the last reading
     if out.get("progress"):
         out["progressText"] = f"{out['progress']['stage']} {out['progress']['percent']:.0f}%"
@@ -560,7 +579,7 @@ def derive_phase(conds: Mapping[str, Mapping[str, Any]]) -> str:
         return "Failed"
     if true("Complete"):
         return "Succeeded"
-    if true("Running"):
+    if true("Running") or conds.get("Running", {}).get("reason") == "CollectingResult":
         return "Running"
     if admitted.get("reason") == "Suspended":
         return "Suspended"

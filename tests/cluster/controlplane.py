@@ -192,6 +192,9 @@ class ControlPlane:
                 f"--audit-log-path={self.audit_log_path}",
                 "--audit-log-format=json",
                 "--audit-log-mode=batch",
+                # The default buffer (10,000 events) overflows in a 1,000-object burst and drops
+                # events silently: request counts would read low.
+                "--audit-log-batch-buffer-size=1000000",
             ]
         self.processes["kube-apiserver"] = Process("kube-apiserver", apiserver_args, logs / "kube-apiserver.log")
         self.processes["kube-controller-manager"] = Process(

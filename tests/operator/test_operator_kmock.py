@@ -235,6 +235,11 @@ async def test_job_and_pod_progress_reach_the_status(cluster: Cluster, operator:
     assert status["timings"]["generateSeconds"] == 300.0
     assert status["progress"] == {"stage": "done", "percent": 100.0}
     assert status["observedGeneration"] == 1
+    # Events are posted after the status write (off the object's lock): wait for the last one.
+    await wait_for(
+        lambda: "Rendered" in [e.get("reason") for e in cluster.objects_of("v1/events", "media")],
+        what="the Rendered event",
+    )
     reasons = [e.get("reason") for e in cluster.objects_of("v1/events", "media")]
     for reason in ("Valid", "QueuedInKueue", "Admitted", "PodRunning", "Rendered"):
         assert reason in reasons, reasons
