@@ -39,18 +39,9 @@ def write_multitalk(root: Path, audio_original: dict[str, torch.Tensor]) -> None
 
 
 def write_wav2vec(root: Path) -> None:
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
+    from transformers import Wav2Vec2Model
 
-    config = Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-    )
-    Wav2Vec2Model(config).save_pretrained(root / model_files.WAV2VEC_DIR)
+    Wav2Vec2Model(tiny.tiny_wav2vec_config()).save_pretrained(root / model_files.WAV2VEC_DIR)
 
 
 def write_encoder_stubs(root: Path) -> None:

@@ -189,13 +189,11 @@ SAMPLING_CASES = {
 }
 
 
-def tiny_wav2vec() -> object:
-    """A 2-layer wav2vec2 with seeded weights (a Wav2Vec2Model; typed loosely to keep transformers optional)."""
-    import zlib
+def tiny_wav2vec_config() -> object:
+    """The 2-layer wav2vec2 geometry the parity data was made with (a Wav2Vec2Config)."""
+    from transformers import Wav2Vec2Config
 
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
-
-    config = Wav2Vec2Config(
+    return Wav2Vec2Config(
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -204,7 +202,15 @@ def tiny_wav2vec() -> object:
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=4,
     )
-    model = Wav2Vec2Model(config).eval()
+
+
+def tiny_wav2vec() -> object:
+    """A 2-layer wav2vec2 with seeded weights (a Wav2Vec2Model; typed loosely to keep transformers optional)."""
+    import zlib
+
+    from transformers import Wav2Vec2Model
+
+    model = Wav2Vec2Model(tiny_wav2vec_config()).eval()
     state = model.state_dict()
     seeded = {}
     for key, value in state.items():
