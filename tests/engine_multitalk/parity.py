@@ -152,6 +152,7 @@ class Comparison:
 
     name: str
     elements: int
+    scale: float  # rms(reference)
     reductions: int  # N = sum of the reduction lengths the computation ran
     rms_error: float  # rms(ours - reference) / rms(reference)
     max_error: float  # max|ours - reference| / rms(reference)
@@ -167,8 +168,8 @@ class Comparison:
         u = UNIT_ROUNDOFF
         return (
             f"{self.name}: rms error {self.rms_error / u:.0f}u (bound {self.rms_bound / u:.0f}u), worst element "
-            f"{self.max_error / u:.0f}u (bound {self.max_bound / u:.0f}u) of the reference's rms, "
-            f"u = 2^-24, N = {self.reductions}: margin {self.margin:.2f}"
+            f"{self.max_error / u:.0f}u (bound {self.max_bound / u:.0f}u = {self.max_bound * self.scale:.1e} absolute) "
+            f"of the reference's rms {self.scale:.2f}, u = 2^-24, N = {self.reductions}: margin {self.margin:.2f}"
         )
 
 
@@ -190,6 +191,7 @@ def compare(
     return Comparison(
         name=name,
         elements=reference.numel(),
+        scale=scale,
         reductions=reductions,
         rms_error=_rms(ours - reference) / scale,
         max_error=float((ours - reference).abs().max().item()) / scale,

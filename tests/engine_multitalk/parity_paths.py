@@ -45,6 +45,8 @@ PATHS: dict[str, dict[str, str]] = {
     "MKL_CBWR=COMPATIBLE": {"MKL_CBWR": "COMPATIBLE"},
     "ATEN_CPU_CAPABILITY=default": {"ATEN_CPU_CAPABILITY": "default"},
     "ATEN_CPU_CAPABILITY=avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    # The least vectorised of both at once: closest to what a CPU without any of these sees.
+    "COMPATIBLE+default": {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"},
 }
 NEEDS_FLAG = {"MKL_CBWR=AVX2": "avx2", "MKL_CBWR=AVX512": "avx512f", "ATEN_CPU_CAPABILITY=avx2": "avx2"}
 REPORT_ENV = "MULTITALK_PARITY_REPORT"  # parity.REPORT_ENV (not imported: this script runs without torch loaded)

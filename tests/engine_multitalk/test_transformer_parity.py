@@ -17,7 +17,7 @@ from multitalk.runner.engines.multitalk.lrope import (
     reference_attention_map,
     video_token_positions,
 )
-from multitalk.runner.engines.multitalk.transformer import Conditioning, MultiTalkTransformer
+from multitalk.runner.engines.multitalk.transformer import Conditioning, MultiTalkTransformer, embed_conditions
 from multitalk.runner.engines.multitalk.weights import original_to_diffusers, split_audio, wan_config_from_original
 
 from . import parity, tiny
@@ -100,3 +100,29 @@ def test_reference_attention_map_chunking() -> None:
     direct = torch.stack([(probs * m).sum(-1).div(m.sum()).mean(1)[0] for m in masks])
     for chunk in (1, 3, 4):
         torch.testing.assert_close(reference_attention_map(q, k, 16, masks, head_chunk=chunk), direct, **TOL)
+
+
+def test_timestep_sinusoid_in_float64(model: MultiTalkTransformer) -> None:
+    """The sinusoid is taken in float64 as the original Wan does, not in diffusers' float32.
+
+    Their difference (9e-6 here, ~1e-4 at the full model's 256 frequencies) reaches the
+    output at the size of fp32 rounding, below what a CPU-independent parity bound
+    resolves, so the choice is pinned here.
+    """
+    embedder = model.wan.condition_embedder
+    timestep = torch.tensor([999.0, 733.0, 41.5])
+    half = tiny.FREQ_DIM // 2
+    angles = timestep.double()[:, None] * 10000.0 ** (-torch.arange(half, dtype=torch.float64) / half)
+    expected = torch.cat([angles.cos(), angles.sin()], dim=1).float()
+    seen: list[torch.Tensor] = []
+    hook = embedder.time_embedder.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        with torch.no_grad():
+            embed_conditions(embedder, timestep, conditioning(1)[2], torch.float32)
+    finally:
+        hook.remove()
+    # float64 cos/sin are within an ulp of float64 on any CPU: the same float32 values.
+    atol = 1e-7
+    torch.testing.assert_close(seen[0], expected, rtol=0, atol=atol)
+    in_float32 = embedder.timesteps_proj(timestep)  # diffusers' own sinusoid: told apart by far
+    assert (in_float32 - expected).abs().max() > 20 * atol
