@@ -39,7 +39,7 @@ REPORT_ENV = "MULTITALK_PARITY_REPORT"  # JSON lines of every comparison go here
 SIMULATION_SEED = 20260101
 
 aten = torch.ops.aten
-ROUNDED = (torch.float32, torch.float16, torch.bfloat16)  # float64 rounds 2^29 times finer: left out
+ROUNDED = (torch.float32,)  # the model above is fp32's; float64 rounds 2^29 times finer and is left out
 
 
 def _inner(a: torch.Tensor) -> int:
