@@ -55,3 +55,10 @@ class StorageRefused(RunnerError):
 class Retryable(RunnerError):
     exit_code = ExitCode.RETRYABLE
     reason = "InternalError"
+
+
+def cause(exc: BaseException) -> str:
+    """What a decoder said about the bytes, for a message: the type and text, without the
+    file-object names and error numbers FFmpeg and Pillow add."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

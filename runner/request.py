@@ -9,10 +9,12 @@ snake_case.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 EngineName = Literal["auto", "multitalk", "lite", "placeholder"]
 AudioMode = Literal["sequential", "simultaneous"]
@@ -48,13 +50,15 @@ def _check_uri(uri: str, allowed: tuple[str, ...], what: str) -> str:
 
 
 class ApiModel(BaseModel):
-    """Base for every wire model: camelCase aliases, unknown fields refused."""
+    """Base for every wire model: camelCase aliases, unknown fields refused, no NaN or infinity
+    (Python's JSON reader accepts them; a Kubernetes object cannot hold them)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        allow_inf_nan=False,
     )
 
     def wire(self) -> dict[str, Any]:
@@ -94,6 +98,34 @@ class Speaker(ApiModel):
                 f"bbox is [top, left, bottom, right] (rows first): need top < bottom and left < right, got {list(v)}"
             )
         return v
+
+
+Box = tuple[float, float, float, float]  # [top, left, bottom, right] in pixels, rows first
+
+
+def box_text(box: Box) -> str:
+    """A box as a person wrote it: [100, 80, 300, 240]."""
+    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+
+
+def check_distinct_bboxes(speakers: Sequence[Speaker]) -> None:
+    """Two speakers cannot be the same person: identical bboxes are refused, naming the second.
+
+    The image's size is known only when the runner has it: a box outside the image is refused
+    then (runner/image.py). Mirror this rule in the CRD's CEL when the spec gets one.
+    """
+    boxes = [s.bbox for s in speakers]
+    for i, box in enumerate(boxes):
+        if box is not None and box in boxes[:i]:
+            first = boxes.index(box)
+            message = (
+                f"is the same box as speakers[{first}].bbox ({box_text(box)}); "
+                "each speaker is a different person: give each one the box of their own face"
+            )
+            raise ValidationError.from_exception_data(
+                "Speaker",
+                [InitErrorDetails(type=PydanticCustomError("bbox_duplicate", message), loc=(i, "bbox"), input=box)],
+            )
 
 
 class VideoSpec(ApiModel):
@@ -250,6 +282,12 @@ class RenderRequest(ApiModel):
     @classmethod
     def _image_uri(cls, v: str | None) -> str | None:
         return None if v is None else _check_uri(v, INPUT_SCHEMES, "image")
+
+    @field_validator("speakers")
+    @classmethod
+    def _distinct_bboxes(cls, v: list[Speaker]) -> list[Speaker]:
+        check_distinct_bboxes(v)
+        return v
 
     @model_validator(mode="after")
     def _two_speakers_need_image(self) -> RenderRequest:
