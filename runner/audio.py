@@ -77,8 +77,10 @@ def decode_speech(data: bytes, field: str, max_seconds: float, mux_rate: int | N
             if not container.streams.audio:
                 raise InvalidInput("has no audio stream; expected speech (wav, mp3, m4a, ogg, flac)", field)
             stream = container.streams.audio[0]
+            if stream.codec_context is None:
+                raise InvalidInput("has an audio stream in a codec FFmpeg cannot decode", field)
             codec = stream.codec_context.name
-            source_rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+            source_rate = int(stream.codec_context.sample_rate or 0)
             if not MIN_SOURCE_RATE <= source_rate <= MAX_SOURCE_RATE:
                 raise InvalidInput(
                     f"has a sample rate of {source_rate} Hz; speech needs {MIN_SOURCE_RATE}..{MAX_SOURCE_RATE} Hz",
@@ -112,6 +114,38 @@ def decode_speech(data: bytes, field: str, max_seconds: float, mux_rate: int | N
     )
 
 
+class _ToMono:
+    """Resampling to mono float32 at one rate, following a stream whose frames change format,
+    layout or rate mid-stream (each MP3 frame carries its own channel mode; HE-AAC with
+    parametric stereo turns stereo after its first frames): a resampler takes one setup only."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.parts: list[npt.NDArray[np.float32]] = []
+        self.samples = 0
+        self._setup: tuple[str, str, int] | None = None
+        self._resampler: av.AudioResampler | None = None
+
+    def push(self, frame: av.AudioFrame) -> None:
+        setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if setup != self._setup:
+            self.flush()
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+            self._setup = setup
+        assert self._resampler is not None
+        self._take(self._resampler.resample(frame))
+
+    def flush(self) -> None:
+        if self._resampler is not None:
+            self._take(self._resampler.resample(None))
+            self._resampler = None
+
+    def _take(self, frames: list[av.AudioFrame]) -> None:
+        for out in frames:
+            self.parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+            self.samples += out.samples
+
+
 def _decode_stream(
     container: av.container.InputContainer,
     stream: av.audio.stream.AudioStream,
@@ -121,25 +155,16 @@ def _decode_stream(
     field: str,
 ) -> tuple[list[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]]]:
     """Mono float32 pieces at 16 kHz and at mux_rate; stops as soon as more than limit samples came out."""
-    to_engine = av.AudioResampler(format="flt", layout="mono", rate=ENGINE_SAMPLE_RATE)
-    to_mux = av.AudioResampler(format="flt", layout="mono", rate=mux_rate)
-    engine_parts: list[npt.NDArray[np.float32]] = []
-    mux_parts: list[npt.NDArray[np.float32]] = []
-    decoded = 0
+    to_engine, to_mux = _ToMono(ENGINE_SAMPLE_RATE), _ToMono(mux_rate)
     for frame in container.decode(stream):
         frame.pts = None  # resample as one continuous signal even if timestamps jump
-        for out in to_engine.resample(frame):
-            engine_parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
-            decoded += out.samples
-        for out in to_mux.resample(frame):
-            mux_parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
-        if decoded > limit:  # no trustworthy header length: stop as soon as we are over
+        to_engine.push(frame)
+        to_mux.push(frame)
+        if to_engine.samples > limit:  # no trustworthy header length: stop as soon as we are over
             raise InvalidInput(f"is longer than video.maxDurationSeconds allows ({max_seconds:g} s)", field)
-    for out in to_engine.resample(None):
-        engine_parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
-    for out in to_mux.resample(None):
-        mux_parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
-    return engine_parts, mux_parts
+    to_engine.flush()
+    to_mux.flush()
+    return to_engine.parts, to_mux.parts
 
 
 def _declared_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:

@@ -185,3 +185,16 @@ def test_speech_outside_speech_sample_rates_is_refused(tmp_path: Path) -> None:
     low = write_audio(tmp_path / "low.wav", (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 4000)
     with pytest.raises(InvalidInput, match=r"sample rate of 4000 Hz; speech needs 8000\.\.384000 Hz"):
         decode_speech(low.read_bytes(), "speakers[0].audio", 60)
+
+
+def test_speech_whose_channel_mode_changes_mid_stream_decodes(tmp_path: Path) -> None:
+    # Each MP3 frame carries its own channel mode, so a mono clip followed by a stereo one is
+    # one valid stream; a resampler takes one input layout only (this raised ValueError, exit 1).
+    t = np.arange(8000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    mono = write_audio(tmp_path / "mono.mp3", tone, 16000, codec="libmp3lame").read_bytes()
+    stereo = write_audio(tmp_path / "stereo.mp3", tone, 16000, codec="libmp3lame", channels=2).read_bytes()
+    id3 = 10 + ((stereo[6] << 21) | (stereo[7] << 14) | (stereo[8] << 7) | stereo[9])  # the tag heads a file only
+    speech = decode_speech(mono + stereo[id3:], "speakers[0].audio", 60)
+    assert 0.9 < speech.seconds < 1.2
+    assert float(np.max(np.abs(speech.engine[int(0.8 * ENGINE_SAMPLE_RATE) :]))) > 0.3  # the stereo half is there
