@@ -5,9 +5,9 @@ mono float32 at 16 kHz for the engines, and mono float32 at the muxing rate (the
 speaker's own rate when AAC supports it) for the video's sound track, so the video carries
 the speech at its original quality rather than the engines' 16 kHz copy.
 
-Whatever PyAV raises while opening or decoding the user's bytes (FFmpegError, ValueError
-from a resampler fed a malformed frame, ...) means the file is bad: decoding is
-deterministic, so the refusal is InvalidInput (exit 3) naming the field, never a retry.
+Every PyAV call on the user's bytes runs under errors.decoding: whatever FFmpeg or PyAV
+raise there (FFmpegError, a ValueError from a malformed frame ...) is InvalidInput
+(exit 3) naming the field, never a retry.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Audio
-from multitalk.runner.errors import InvalidInput, cause
+from multitalk.runner.errors import InvalidInput, decoding
 
 # Sample rates the AAC encoder accepts; anything else is resampled to 48 kHz for muxing.
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
@@ -67,38 +67,31 @@ def decode_speech(data: bytes, field: str, max_seconds: float, mux_rate: int | N
     """Decode one speech file; the length is bounded before and during decoding."""
     if not data:
         raise InvalidInput("is empty (0 bytes); expected an audio file (wav, mp3, m4a, ogg, flac)", field)
-    try:
+    with decoding(field, "is not a readable audio file (wav, mp3, m4a, ogg, flac)"):
         container = av.open(io.BytesIO(data), mode="r")
-    except Exception as exc:
-        raise InvalidInput(f"is not a readable audio file (wav, mp3, m4a, ogg, flac): {cause(exc)}", field) from exc
-    codec = "unknown codec"
-    try:
-        with container:
-            if not container.streams.audio:
-                raise InvalidInput("has no audio stream; expected speech (wav, mp3, m4a, ogg, flac)", field)
-            stream = container.streams.audio[0]
-            if stream.codec_context is None:
-                raise InvalidInput("has an audio stream in a codec FFmpeg cannot decode", field)
-            codec = stream.codec_context.name
-            source_rate = int(stream.codec_context.sample_rate or 0)
-            if not MIN_SOURCE_RATE <= source_rate <= MAX_SOURCE_RATE:
-                raise InvalidInput(
-                    f"has a sample rate of {source_rate} Hz; speech needs {MIN_SOURCE_RATE}..{MAX_SOURCE_RATE} Hz",
-                    field,
-                )
-            declared = _declared_seconds(container, stream)
-            if declared is not None and declared > max_seconds + 0.05:
-                raise InvalidInput(
-                    f"is {declared:.1f} s long; video.maxDurationSeconds allows at most {max_seconds:g} s", field
-                )
-            rate = mux_rate if mux_rate is not None else mux_rate_for(source_rate)
-            limit = int((max_seconds + 0.05) * ENGINE_SAMPLE_RATE)
+    with decoding(field, "could not be read"), container:
+        if not container.streams.audio:
+            raise InvalidInput("has no audio stream; expected speech (wav, mp3, m4a, ogg, flac)", field)
+        stream = container.streams.audio[0]
+        if stream.codec_context is None:
+            raise InvalidInput("has an audio stream in a codec FFmpeg cannot decode", field)
+        codec = stream.codec_context.name
+        source_rate = int(stream.codec_context.sample_rate or 0)
+        if not MIN_SOURCE_RATE <= source_rate <= MAX_SOURCE_RATE:
+            raise InvalidInput(
+                f"has a sample rate of {source_rate} Hz; speech needs {MIN_SOURCE_RATE}..{MAX_SOURCE_RATE} Hz",
+                field,
+            )
+        declared = _declared_seconds(container, stream)
+        if declared is not None and declared > max_seconds + 0.05:
+            raise InvalidInput(
+                f"is {declared:.1f} s long; video.maxDurationSeconds allows at most {max_seconds:g} s", field
+            )
+        rate = mux_rate if mux_rate is not None else mux_rate_for(source_rate)
+        limit = int((max_seconds + 0.05) * ENGINE_SAMPLE_RATE)
+        with decoding(field, f"could not be decoded ({codec})"):
             engine_parts, mux_parts = _decode_stream(container, stream, rate, limit, max_seconds, field)
-            channels = int(stream.codec_context.channels or 1)
-    except InvalidInput:
-        raise
-    except Exception as exc:
-        raise InvalidInput(f"could not be decoded ({codec}): {cause(exc)}", field) from exc
+        channels = int(stream.codec_context.channels or 1)
     engine = _concat(engine_parts)
     mux = _concat(mux_parts)
     if len(engine) < ENGINE_SAMPLE_RATE // 10:

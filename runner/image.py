@@ -1,9 +1,8 @@
 """Portrait decoding: format and pixel bounds checked from the header, then fitted to the frame.
 
-Pillow reports malformed data with many exception types (OSError "Truncated File Read",
-SyntaxError, ValueError, struct.error, EOFError, IndexError ...). Raised while parsing or
-decoding the user's bytes, any of them means the file is bad: decoding is deterministic,
-so a retry cannot help and the refusal is InvalidInput (exit 3) naming the field.
+Every Pillow call on the user's bytes runs under errors.decoding: a JPEG cut inside its
+header (OSError "Truncated File Read"), a garbled PNG chunk (ValueError) ... are
+InvalidInput (exit 3) naming the field, never a retry.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from multitalk.runner.engines.base import Image as ImageArray
-from multitalk.runner.errors import InvalidInput, cause
+from multitalk.runner.errors import InvalidInput, decoding
 from multitalk.runner.request import Box, box_text
 
 FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
@@ -31,20 +30,21 @@ def _open(data: bytes, field: str) -> Image.Image:
     """The picture with its header parsed and bounded; no pixel decoded yet."""
     if not data:
         raise InvalidInput("is empty (0 bytes); expected a jpeg, png or webp image", field)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with (
+        decoding(field, "is a corrupt image file: its header cannot be read"),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
             img = Image.open(io.BytesIO(data), formats=list(FORMATS))  # reads the header only
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidInput(
-            f"is too large; at most {MAX_PIXELS // 1_000_000} megapixels are accepted ({exc})", field
-        ) from exc
-    except UnidentifiedImageError as exc:
-        raise InvalidInput(
-            "is not a readable jpeg, png or webp image (unknown format or no valid header)", field
-        ) from exc
-    except Exception as exc:  # a known format whose header is cut short or garbled
-        raise InvalidInput(f"is a corrupt image file: its header cannot be read ({cause(exc)})", field) from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise InvalidInput(
+                f"is too large; at most {MAX_PIXELS // 1_000_000} megapixels are accepted ({exc})", field
+            ) from exc
+        except UnidentifiedImageError as exc:
+            raise InvalidInput(
+                "is not a readable jpeg, png or webp image (unknown format or no valid header)", field
+            ) from exc
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise InvalidInput(f"is {w}x{h} pixels; at most {MAX_PIXELS // 1_000_000} megapixels are accepted", field)
@@ -56,13 +56,10 @@ def _open(data: bytes, field: str) -> Image.Image:
 def load_portrait(data: bytes, field: str, width: int, height: int) -> ImageArray:
     """Decode, honour EXIF orientation, scale and centre-crop to width x height RGB."""
     img = _open(data, field)
-    try:
+    with decoding(field, f"is a corrupt {FORMATS.get(img.format or '', 'image')} file"):
         img.load()
         upright: Image.Image = ImageOps.exif_transpose(img) or img
         rgb = upright.convert("RGB")
-    except Exception as exc:  # truncated or corrupt pixel data or EXIF
-        kind = FORMATS.get(img.format or "", "image")
-        raise InvalidInput(f"is a corrupt {kind} file: {cause(exc)}", field) from exc
     fitted = ImageOps.fit(rgb, (width, height), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
     return np.asarray(fitted, dtype=np.uint8).copy()
 
@@ -71,10 +68,8 @@ def upright_size(data: bytes, field: str) -> tuple[int, int]:
     """Width and height of the picture after its EXIF orientation (what load_portrait fits), from the header."""
     with _open(data, field) as img:
         width, height = img.size
-        try:
+        with decoding(field, "has corrupt EXIF data"):
             orientation = img.getexif().get(0x0112, 1)
-        except Exception as exc:  # a garbled EXIF block
-            raise InvalidInput(f"has corrupt EXIF data: {cause(exc)}", field) from exc
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 

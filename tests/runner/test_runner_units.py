@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +13,11 @@ import pytest
 from runner_support import Media, S3Server, write_audio
 
 from multitalk.runner.audio import DecodedSpeech, build_timeline, decode_speech
-from multitalk.runner.cli import _field_name
+from multitalk.runner.cli import _field_name, _terminated
 from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Availability, Engine
 from multitalk.runner.engines.placeholder import envelope, frame_levels
 from multitalk.runner.engines.registry import ENGINES, create_engine
-from multitalk.runner.errors import EngineUnavailable, InvalidInput, StorageRefused
+from multitalk.runner.errors import EngineUnavailable, InvalidInput, Retryable, StorageRefused, decoding
 from multitalk.runner.image import check_bbox, load_portrait, upright_size
 from multitalk.runner.outputs import OutputSet, Publisher
 from multitalk.runner.pipeline import select_engine
@@ -198,3 +201,27 @@ def test_speech_whose_channel_mode_changes_mid_stream_decodes(tmp_path: Path) ->
     speech = decode_speech(mono + stereo[id3:], "speakers[0].audio", 60)
     assert 0.9 < speech.seconds < 1.2
     assert float(np.max(np.abs(speech.engine[int(0.8 * ENGINE_SAMPLE_RATE) :]))) > 0.3  # the stereo half is there
+
+
+def test_decoder_errors_name_the_field_and_the_runners_own_errors_pass_through() -> None:
+    with pytest.raises(InvalidInput, match="is bad: OSError: Truncated File Read") as info, decoding("image", "is bad"):
+        raise OSError("Truncated File Read")
+    assert info.value.field == "image"
+    with pytest.raises(Retryable, match="SIGTERM"), decoding("image", "is bad"):
+        raise Retryable("terminated by SIGTERM")  # what the runner's handler raises inside a decoder call
+
+
+def test_sigterm_while_decoding_speech_stays_retryable(tmp_path: Path) -> None:
+    """A deadline or eviction during decoding is exit 1 (retried), not a bad file (exit 3)."""
+    t = np.arange(300 * 8000) / 8000
+    speech = write_audio(tmp_path / "long.wav", (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 8000)
+    data = speech.read_bytes()  # takes well over a second to decode
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        timer.start()
+        with pytest.raises(Retryable, match="SIGTERM"):
+            decode_speech(data, "speakers[0].audio", 600)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
