@@ -9,6 +9,7 @@ snake_case.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -46,6 +47,8 @@ def _check_uri(uri: str, allowed: tuple[str, ...], what: str) -> str:
         raise ValueError(f"unsupported URI scheme '{scheme}:' for {what}; use {kinds} or a path")
     if scheme == "s3" and not _S3.match(uri):
         raise ValueError(f"{what} must look like s3://bucket/key, got {uri[:80]!r}")
+    if scheme in ("", "file") and "\x00" in (urllib.parse.unquote(uri) if scheme else uri):
+        raise ValueError(f"{what} is a local path and cannot contain a NUL character")
     return uri
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from multitalk.runner.audio import decode_speech
 from multitalk.runner.cli import parse_request_json, validate_request
-from multitalk.runner.errors import InvalidInput
+from multitalk.runner.errors import InvalidInput, StorageRefused
 from multitalk.runner.image import check_bbox, fitted_box, load_portrait, upright_size
 from multitalk.runner.pipeline import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES
 from multitalk.runner.request import StorageSpec, uri_scheme
@@ -54,7 +54,8 @@ def audio(data: bytes) -> bool:
 
 
 def request(data: bytes) -> bool:
-    """MULTITALK_REQUEST as the operator sets it: JSON, the request models, inline data: inputs, bboxes."""
+    """MULTITALK_REQUEST as the operator sets it: JSON, the request models, inputs readable without a
+    network (data:, local paths, file://), bboxes."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -65,8 +66,11 @@ def request(data: bytes) -> bool:
         if req.image is not None:
             inputs.append((req.image, "image", MAX_IMAGE_BYTES))
         for uri, field, limit in inputs:
-            if uri_scheme(uri) == "data":  # the only kind readable without a network or files
-                read_input(uri, field, limit, StorageSpec())
+            if uri_scheme(uri) in ("data", "file", ""):  # readable without a network
+                try:
+                    read_input(uri, field, limit, StorageSpec())
+                except StorageRefused as exc:  # a path that is not there: exit 5, permanent too
+                    assert exc.field == field, exc
         for i, s in enumerate(req.speakers):
             if s.bbox is not None:
                 check_bbox(s.bbox, IMAGE_SIZE, f"speakers[{i}].bbox")

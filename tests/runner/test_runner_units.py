@@ -225,3 +225,11 @@ def test_sigterm_while_decoding_speech_stays_retryable(tmp_path: Path) -> None:
     finally:
         timer.cancel()
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_unusable_local_paths_are_invalid_input(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    for path in (tmp_path / ("x" * 300 + ".wav"), tmp_path / "file" / "a.wav"):  # too long; a file as a folder
+        with pytest.raises(InvalidInput, match="is not a usable path") as info:
+            read_input(str(path), "speakers[0].audio", 100, StorageSpec())
+        assert info.value.field == "speakers[0].audio"

@@ -92,3 +92,16 @@ def test_identical_bboxes_are_refused_naming_the_second_speaker() -> None:
 def test_json_nan_and_infinity_are_refused(text: str, loc: str) -> None:
     # Python's JSON reader accepts these literals; no field may hold them.
     assert loc in _error_locs({**MINIMAL, **json.loads(text)})
+
+
+@pytest.mark.parametrize(
+    ("patch", "loc"),
+    [
+        ({"speakers": [{"audio": "a\x00b.wav"}]}, "speakers.0.audio"),
+        ({"image": "file:///faces/a%00.jpg"}, "image"),
+        ({"output": {"uri": "out/a\x00b.mp4"}}, "output.uri"),
+    ],
+)
+def test_local_paths_with_a_nul_character_are_refused(patch: dict[str, object], loc: str) -> None:
+    # The operating system cannot open them: before, the runner failed with ValueError (exit 1).
+    assert loc in _error_locs({**MINIMAL, **patch})
