@@ -47,6 +47,15 @@ def _check_uri(uri: str, allowed: tuple[str, ...], what: str) -> str:
         raise ValueError(f"unsupported URI scheme '{scheme}:' for {what}; use {kinds} or a path")
     if scheme == "s3" and not _S3.match(uri):
         raise ValueError(f"{what} must look like s3://bucket/key, got {uri[:80]!r}")
+    if scheme in ("https", "file"):
+        try:
+            parts = urllib.parse.urlsplit(uri)
+        except ValueError as exc:  # e.g. an unclosed IPv6 bracket in the host
+            raise ValueError(f"{what} is not a valid URI ({exc}), got {uri[:80]!r}") from exc
+        if scheme == "https" and not parts.hostname:
+            raise ValueError(f"{what} needs a host (https://host/path), got {uri[:80]!r}")
+        if scheme == "file" and parts.netloc not in ("", "localhost"):
+            raise ValueError(f"{what} must name a file on this machine (file:///path), got {uri[:80]!r}")
     if scheme in ("", "file") and "\x00" in (urllib.parse.unquote(uri) if scheme else uri):
         raise ValueError(f"{what} is a local path and cannot contain a NUL character")
     return uri

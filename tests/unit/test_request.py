@@ -105,3 +105,22 @@ def test_json_nan_and_infinity_are_refused(text: str, loc: str) -> None:
 def test_local_paths_with_a_nul_character_are_refused(patch: dict[str, object], loc: str) -> None:
     # The operating system cannot open them: before, the runner failed with ValueError (exit 1).
     assert loc in _error_locs({**MINIMAL, **patch})
+
+
+@pytest.mark.parametrize(
+    ("patch", "loc"),
+    [
+        ({"speakers": [{"audio": "file://[wd"}]}, "speakers.0.audio"),  # urlsplit: Invalid IPv6 URL (was exit 1)
+        ({"image": "https://[::1/face.jpg"}, "image"),
+        ({"image": "https:///face.jpg"}, "image"),
+        ({"speakers": [{"audio": "file://fileserver/a.wav"}]}, "speakers.0.audio"),  # was read as /a.wav
+        ({"output": {"uri": "file://[x/v.mp4"}}, "output.uri"),
+    ],
+)
+def test_malformed_uris_are_refused(patch: dict[str, object], loc: str) -> None:
+    assert loc in _error_locs({**MINIMAL, **patch})
+
+
+def test_well_formed_file_and_https_uris_are_accepted() -> None:
+    data = {**MINIMAL, "image": "https://[::1]:8443/face.jpg", "speakers": [{"audio": "file://localhost/a.wav"}]}
+    assert RenderRequest.model_validate(data).image == "https://[::1]:8443/face.jpg"
