@@ -131,10 +131,11 @@ def run_all(targets: list[str], seconds: float) -> int:
     found: list[str] = []
     for target in targets:
         print(f"\n=== fuzz {target} for {seconds:g} s", flush=True)
+        earlier = set(_findings(target))
         started = time.monotonic()
         code = subprocess.call([sys.executable, __file__, target, "--seconds", str(seconds)])
         took = time.monotonic() - started
-        findings = sorted(p.name for p in (WORK / target).glob("*-*") if p.name.split("-")[0] in _KINDS)
+        findings = [name for name in _findings(target) if name not in earlier]
         print(f"=== fuzz {target}: exit {code} after {took:.0f} s; findings: {', '.join(findings) or 'none'}")
         if code != 0:
             found.append(target)
@@ -144,7 +145,10 @@ def run_all(targets: list[str], seconds: float) -> int:
     return 0
 
 
-_KINDS = ("crash", "timeout", "oom", "leak", "slow-unit")
+def _findings(target: str) -> list[str]:
+    """libFuzzer's artifacts for a target: crash-*, timeout-*, oom-* ... files."""
+    kinds = ("crash", "timeout", "oom", "leak", "slow-unit")
+    return sorted(p.name for p in (WORK / target).glob("*-*") if p.name.rsplit("-", 1)[0] in kinds)
 
 
 def main() -> int:
