@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +10,7 @@ import pytest
 from runner_support import Media, S3Server, write_audio
 
 from multitalk.runner.audio import DecodedSpeech, build_timeline, decode_speech
-from multitalk.runner.cli import _field_name, _terminated
+from multitalk.runner.cli import _field_name
 from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Availability, Engine
 from multitalk.runner.engines.placeholder import envelope, frame_levels
 from multitalk.runner.engines.registry import ENGINES, create_engine
@@ -209,22 +206,6 @@ def test_decoder_errors_name_the_field_and_the_runners_own_errors_pass_through()
     assert info.value.field == "image"
     with pytest.raises(Retryable, match="SIGTERM"), decoding("image", "is bad"):
         raise Retryable("terminated by SIGTERM")  # what the runner's handler raises inside a decoder call
-
-
-def test_sigterm_while_decoding_speech_stays_retryable(tmp_path: Path) -> None:
-    """A deadline or eviction during decoding is exit 1 (retried), not a bad file (exit 3)."""
-    t = np.arange(300 * 8000) / 8000
-    speech = write_audio(tmp_path / "long.wav", (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 8000)
-    data = speech.read_bytes()  # takes well over a second to decode
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
-    try:
-        timer.start()
-        with pytest.raises(Retryable, match="SIGTERM"):
-            decode_speech(data, "speakers[0].audio", 600)
-    finally:
-        timer.cancel()
-        signal.signal(signal.SIGTERM, previous)
 
 
 def test_unusable_local_paths_are_invalid_input(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""A SIGTERM while the runner is still starting (importing pydantic, numpy, PyAV, an engine's
-stack) exits 1 with a result, as for one mid-render.
+"""SIGTERM (a deadline, an eviction) exits 1 with a result wherever it lands: while the runner
+is still starting, and while it decodes the inputs (a decoder's own errors are exit 3; a
+SIGTERM inside a decoder call must stay retryable). Mid-render: test_render_local.py.
 
 Start-up takes about a second here and can take far longer in a pod (cold image layers,
 torch). To hit that window every time, the child's start-up is slowed where a slow disk
@@ -17,8 +18,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from runner_support import RUNNER, Media, clean_env
+from runner_support import RUNNER, Media, clean_env, read_wav_mono, write_audio
 
 SITECUSTOMIZE = """
 import importlib.abc, os, sys, time
@@ -84,4 +86,31 @@ def test_sigterm_during_start_up_exits_1_with_a_result(slow_module: str, media: 
     assert data["ok"] is False and data["exitCode"] == 1
     assert data["error"]["reason"] == "InternalError" and "SIGTERM" in data["error"]["message"]
     assert "Traceback" not in stderr
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_sigterm_while_decoding_the_speech_exits_1_with_a_result(media: Media, tmp_path: Path) -> None:
+    speech, rate = read_wav_mono(media.hello)
+    long = write_audio(tmp_path / "long.wav", np.tile(speech, 120), rate)  # ~9 min: seconds to decode
+    result = tmp_path / "result.json"
+    args = ["render", "--audio", str(long), "--out", "out/v.mp4", "--engine", "placeholder", "--max-duration", "600"]
+    proc = subprocess.Popen(
+        [*RUNNER, *args, "--result", str(result)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the download ends, decoding starts: signal then
+        event = json.loads(line)
+        if event.get("stage") == "download" and event["percent"] >= 5:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (proc.returncode, stderr)
+    data = json.loads(result.read_text())
+    assert data["error"]["reason"] == "InternalError" and "SIGTERM" in data["error"]["message"], data
+    assert '"stage":"load"' not in rest, "the signal came after decoding: make the speech longer"
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
