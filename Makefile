@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 EXTRAS ?= dev
 
-.PHONY: setup setup-demo demo test lint bench bench-quick clean lock k8s-bins cluster-up cluster-down demo-cluster \
+.PHONY: setup setup-demo demo test lint bench bench-quick fuzz clean lock k8s-bins cluster-up cluster-down demo-cluster \
 	system-deps-demo system-deps-test
 
 # Debian packages: libGL/glib for mediapipe's OpenCV (lite engine); espeak-ng makes test speech.
@@ -69,6 +69,12 @@ bench: system-deps-test setup k8s-bins
 # Smaller runs of every benchmark: CI prints these figures on every build.
 bench-quick: system-deps-test setup k8s-bins
 	$(BIN)/python benchmarks/run_all.py --quick
+
+# Coverage-guided fuzzing of the runner's input decoding (tests/fuzz/fuzz.py, atheris): each
+# target for FUZZ_SECONDS, from the committed seeds and findings; fails on a finding.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	$(BIN)/python tests/fuzz/fuzz.py --all --seconds $(FUZZ_SECONDS)
 
 # Re-pin requirements/*.txt from pyproject.toml in clean venvs (after changing a dependency).
 lock:

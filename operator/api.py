@@ -27,6 +27,7 @@ from multitalk.runner.request import (
     Speaker,
     StorageSpec,
     VideoSpec,
+    check_distinct_bboxes,
 )
 from multitalk.runner.result import AudioReport, EngineReport, OutputReport, Timings
 
@@ -315,6 +316,14 @@ class TalkingVideoSpec(ApiModel):
     @classmethod
     def _cluster_image(cls, v: str | None) -> str | None:
         return None if v is None else _input_uri(v, "image")
+
+    @field_validator("speakers")
+    @classmethod
+    def _distinct_bboxes(cls, v: list[ClusterSpeaker]) -> list[ClusterSpeaker]:
+        # The runner's rule: without it here, render_request() would refuse a spec this
+        # model accepted. No CEL mirror yet: the API server still admits such a spec.
+        check_distinct_bboxes(v)
+        return v
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> TalkingVideoSpec:

@@ -4,6 +4,10 @@ Any container/codec PyAV (FFmpeg) can read goes in; two versions come out per sp
 mono float32 at 16 kHz for the engines, and mono float32 at the muxing rate (the first
 speaker's own rate when AAC supports it) for the video's sound track, so the video carries
 the speech at its original quality rather than the engines' 16 kHz copy.
+
+Every PyAV call on the user's bytes runs under errors.decoding: whatever FFmpeg or PyAV
+raise there (FFmpegError, a ValueError from a malformed frame ...) is InvalidInput
+(exit 3) naming the field, never a retry.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ import numpy as np
 import numpy.typing as npt
 
 from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Audio
-from multitalk.runner.errors import InvalidInput
+from multitalk.runner.errors import InvalidInput, decoding
 
 # Sample rates the AAC encoder accepts; anything else is resampled to 48 kHz for muxing.
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 SILENCE_PEAK = 10 ** (-60 / 20)  # below -60 dBFS everywhere: no speech to animate
+# Sample rates of speech: telephone (8 kHz) up to studio (384 kHz). Outside, the header is
+# garbage or the file is not speech, and resampling it could cost unbounded memory per frame.
+MIN_SOURCE_RATE = 8_000
+MAX_SOURCE_RATE = 384_000
 
 
 @dataclass(frozen=True)
@@ -59,49 +67,30 @@ def decode_speech(data: bytes, field: str, max_seconds: float, mux_rate: int | N
     """Decode one speech file; the length is bounded before and during decoding."""
     if not data:
         raise InvalidInput("is empty (0 bytes); expected an audio file (wav, mp3, m4a, ogg, flac)", field)
-    try:
+    with decoding(field, "is not a readable audio file (wav, mp3, m4a, ogg, flac)"):
         container = av.open(io.BytesIO(data), mode="r")
-    except (av.error.FFmpegError, ValueError) as exc:
-        raise InvalidInput(f"is not a readable audio file (wav, mp3, m4a, ogg, flac): {exc}", field) from exc
-    with container:
+    with decoding(field, "could not be read"), container:
         if not container.streams.audio:
             raise InvalidInput("has no audio stream; expected speech (wav, mp3, m4a, ogg, flac)", field)
         stream = container.streams.audio[0]
-        source_rate = int(stream.rate or stream.codec_context.sample_rate or 0)
-        if source_rate <= 0:
-            raise InvalidInput("has no valid sample rate", field)
+        if stream.codec_context is None:
+            raise InvalidInput("has an audio stream in a codec FFmpeg cannot decode", field)
+        codec = stream.codec_context.name
+        source_rate = int(stream.codec_context.sample_rate or 0)
+        if not MIN_SOURCE_RATE <= source_rate <= MAX_SOURCE_RATE:
+            raise InvalidInput(
+                f"has a sample rate of {source_rate} Hz; speech needs {MIN_SOURCE_RATE}..{MAX_SOURCE_RATE} Hz",
+                field,
+            )
         declared = _declared_seconds(container, stream)
         if declared is not None and declared > max_seconds + 0.05:
             raise InvalidInput(
                 f"is {declared:.1f} s long; video.maxDurationSeconds allows at most {max_seconds:g} s", field
             )
         rate = mux_rate if mux_rate is not None else mux_rate_for(source_rate)
-        to_engine = av.AudioResampler(format="flt", layout="mono", rate=ENGINE_SAMPLE_RATE)
-        to_mux = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        engine_parts: list[npt.NDArray[np.float32]] = []
-        mux_parts: list[npt.NDArray[np.float32]] = []
         limit = int((max_seconds + 0.05) * ENGINE_SAMPLE_RATE)
-        decoded = 0
-        try:
-            for frame in container.decode(stream):
-                frame.pts = None  # resample as one continuous signal even if timestamps jump
-                for out in to_engine.resample(frame):
-                    engine_parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
-                    decoded += out.samples
-                for out in to_mux.resample(frame):
-                    mux_parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
-                if decoded > limit:  # no trustworthy header length: stop as soon as we are over
-                    raise InvalidInput(
-                        f"is longer than video.maxDurationSeconds allows ({max_seconds:g} s)",
-                        field,
-                    )
-            for out in to_engine.resample(None):
-                engine_parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
-            for out in to_mux.resample(None):
-                mux_parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
-        except av.error.FFmpegError as exc:
-            raise InvalidInput(f"could not be decoded ({stream.codec_context.name}): {exc}", field) from exc
-        codec = stream.codec_context.name
+        with decoding(field, f"could not be decoded ({codec})"):
+            engine_parts, mux_parts = _decode_stream(container, stream, rate, limit, max_seconds, field)
         channels = int(stream.codec_context.channels or 1)
     engine = _concat(engine_parts)
     mux = _concat(mux_parts)
@@ -116,6 +105,59 @@ def decode_speech(data: bytes, field: str, max_seconds: float, mux_rate: int | N
     return DecodedSpeech(
         engine=engine, mux=mux, mux_rate=rate, source_rate=source_rate, source_channels=channels, codec=codec
     )
+
+
+class _ToMono:
+    """Resampling to mono float32 at one rate, following a stream whose frames change format,
+    layout or rate mid-stream (each MP3 frame carries its own channel mode; HE-AAC with
+    parametric stereo turns stereo after its first frames): a resampler takes one setup only."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.parts: list[npt.NDArray[np.float32]] = []
+        self.samples = 0
+        self._setup: tuple[str, str, int] | None = None
+        self._resampler: av.AudioResampler | None = None
+
+    def push(self, frame: av.AudioFrame) -> None:
+        setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if setup != self._setup:
+            self.flush()
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+            self._setup = setup
+        assert self._resampler is not None
+        self._take(self._resampler.resample(frame))
+
+    def flush(self) -> None:
+        if self._resampler is not None:
+            self._take(self._resampler.resample(None))
+            self._resampler = None
+
+    def _take(self, frames: list[av.AudioFrame]) -> None:
+        for out in frames:
+            self.parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+            self.samples += out.samples
+
+
+def _decode_stream(
+    container: av.container.InputContainer,
+    stream: av.audio.stream.AudioStream,
+    mux_rate: int,
+    limit: int,
+    max_seconds: float,
+    field: str,
+) -> tuple[list[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]]]:
+    """Mono float32 pieces at 16 kHz and at mux_rate; stops as soon as more than limit samples came out."""
+    to_engine, to_mux = _ToMono(ENGINE_SAMPLE_RATE), _ToMono(mux_rate)
+    for frame in container.decode(stream):
+        frame.pts = None  # resample as one continuous signal even if timestamps jump
+        to_engine.push(frame)
+        to_mux.push(frame)
+        if to_engine.samples > limit:  # no trustworthy header length: stop as soon as we are over
+            raise InvalidInput(f"is longer than video.maxDurationSeconds allows ({max_seconds:g} s)", field)
+    to_engine.flush()
+    to_mux.flush()
+    return to_engine.parts, to_mux.parts
 
 
 def _declared_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:

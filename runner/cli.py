@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -11,15 +12,21 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pydantic import ValidationError
-
+# Only the standard library and errors.py at module level: `render` installs its SIGTERM
+# handler before pydantic, numpy, PyAV or an engine's stack load (about a second here,
+# far longer on a cold node), so an early SIGTERM still exits 1 with a result.
 from multitalk.runner.errors import ExitCode, InvalidInput, Retryable, RunnerError, UsageError
-from multitalk.runner.result import FailureReport, RunResult, Timings
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from multitalk.runner.pipeline import Pipeline
+    from multitalk.runner.progress_display import ProgressReporter
+    from multitalk.runner.request import RenderRequest
+    from multitalk.runner.result import RunResult
 
 DEFAULT_MODEL_DIR = "/models"
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -98,18 +105,37 @@ def _base_request(args: argparse.Namespace) -> dict[str, Any]:
             text = Path(args.request).read_text()
         except OSError as exc:
             raise UsageError(f"cannot read --request {args.request}: {exc.strerror}") from exc
-        source = f"--request {args.request}"
-    elif os.environ.get("MULTITALK_REQUEST"):
-        text, source = os.environ["MULTITALK_REQUEST"], "MULTITALK_REQUEST"
-    else:
-        return {}
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"--request {args.request} is not UTF-8 text: {exc.reason}", "request") from exc
+        return parse_request_json(text, f"--request {args.request}")
+    if os.environ.get("MULTITALK_REQUEST"):
+        return parse_request_json(os.environ["MULTITALK_REQUEST"], "MULTITALK_REQUEST")
+    return {}
+
+
+def parse_request_json(text: str, source: str) -> dict[str, Any]:
+    """The request text as a JSON object (the request models validate it next)."""
     try:
         data = json.loads(text)
     except ValueError as exc:
         raise InvalidInput(f"{source} is not valid JSON: {exc}", "request") from exc
+    except RecursionError as exc:  # json recurses once per nesting level
+        raise InvalidInput(f"{source} is nested too deeply to be a render request", "request") from exc
     if not isinstance(data, dict):
         raise InvalidInput(f"{source} must be a JSON object", "request")
     return data
+
+
+def validate_request(data: dict[str, Any]) -> RenderRequest:
+    """The request models' verdict; a refusal names the first field at fault (exit 3)."""
+    from pydantic import ValidationError
+
+    from multitalk.runner.request import RenderRequest
+
+    try:
+        return RenderRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc) from exc
 
 
 def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -180,21 +206,43 @@ def _write_result(result: RunResult, path: Path | None) -> None:
         print(f"multitalk-runner: warning: could not write result to {path}: {exc.strerror}", file=sys.stderr)
 
 
-def _render(args: argparse.Namespace) -> int:
-    # Imported here so `check` and `--help` stay fast and usage errors need no PyAV.
-    from multitalk.runner.pipeline import Pipeline
-    from multitalk.runner.progress_display import ProgressReporter
-    from multitalk.runner.request import RenderRequest
+class _Termination:
+    """SIGTERM during `render`. While the result models load, a SIGTERM is only noted (an
+    exception there could leave pydantic half-imported and no result writable); once they
+    are in, it raises Retryable, which unwinds the render so temp files and uploads are
+    cleaned up, and a noted one raises at that point."""
 
+    def __init__(self) -> None:
+        self.noted = False
+        signal.signal(signal.SIGTERM, self._note)
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.noted = True
+
+    def arm(self) -> None:
+        signal.signal(signal.SIGTERM, _terminated)
+        if self.noted:
+            _terminated(signal.SIGTERM, None)
+
+    def disarm(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a late SIGTERM must not cost the result
+
+
+def _render(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    signal.signal(signal.SIGTERM, _terminated)  # deadline or eviction: clean up, leave a result
-    reporter = ProgressReporter(enabled=not args.no_progress)
+    termination = _Termination()  # first, before anything heavy is imported
+    importlib.import_module("multitalk.runner.result")  # pydantic and the result models, SIGTERM noted only
+
+    reporter: ProgressReporter | None = None
     pipeline: Pipeline | None = None
     try:
-        try:
-            request = RenderRequest.model_validate(request_from_args(args))
-        except ValidationError as exc:
-            raise _validation_error(exc) from exc
+        termination.arm()
+        # Imported here so `check` and `--help` stay fast and usage errors need no PyAV.
+        from multitalk.runner.pipeline import Pipeline
+        from multitalk.runner.progress_display import ProgressReporter
+
+        reporter = ProgressReporter(enabled=not args.no_progress)
+        request = validate_request(request_from_args(args))
         pipeline = Pipeline(request, _model_dir(args.model_dir), progress=reporter.update, started=started)
         result = pipeline.run()
     except RunnerError as exc:
@@ -204,18 +252,21 @@ def _render(args: argparse.Namespace) -> int:
         err = RunnerError(f"{type(exc).__name__}: {exc}")
         result = _failure(err, ExitCode.RETRYABLE, pipeline)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a late SIGTERM must not cost the result
-        reporter.close()
+        termination.disarm()
+        if reporter is not None:
+            reporter.close()
     _write_result(result, _result_path(args.result))
-    _summarise(result, reporter.tty)
+    _summarise(result, reporter.tty if reporter is not None else sys.stdout.isatty())
     return result.exit_code
 
 
-def _terminated(signum: int, frame: object) -> NoReturn:
+def _terminated(signum: int, frame: FrameType | None) -> NoReturn:
     raise Retryable("terminated by SIGTERM (deadline, eviction or cancellation) before the render finished")
 
 
 def _failure(exc: RunnerError, code: ExitCode, pipeline: Pipeline | None) -> RunResult:
+    from multitalk.runner.result import FailureReport, RunResult, Timings
+
     return RunResult(
         ok=False,
         exit_code=int(code),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import IntEnum
 
 
@@ -55,3 +57,24 @@ class StorageRefused(RunnerError):
 class Retryable(RunnerError):
     exit_code = ExitCode.RETRYABLE
     reason = "InternalError"
+
+
+def cause(exc: BaseException) -> str:
+    """What a decoder said about the bytes, for a message: the type and text, without the
+    file-object names and error numbers FFmpeg and Pillow add."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextmanager
+def decoding(field: str, what: str) -> Iterator[None]:
+    """Whatever a decoder (Pillow, PyAV) raises on the user's bytes is InvalidInput naming the
+    field: decoders report malformed data with a zoo of exception types (OSError, ValueError,
+    struct.error, AttributeError ...), and decoding is deterministic, so a retry cannot help.
+    The runner's own errors pass through unchanged: a refusal, and SIGTERM's Retryable."""
+    try:
+        yield
+    except RunnerError:
+        raise
+    except Exception as exc:
+        raise InvalidInput(f"{what}: {cause(exc)}", field) from exc

@@ -25,7 +25,7 @@ from multitalk.runner.encode import Mp4Writer
 from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Engine, EngineInfo, Image, RenderInputs
 from multitalk.runner.engines.registry import ENGINES, create_engine
 from multitalk.runner.errors import EngineUnavailable, InvalidInput
-from multitalk.runner.image import fitted_box, load_portrait, upright_size
+from multitalk.runner.image import check_bbox, fitted_box, load_portrait, upright_size
 from multitalk.runner.outputs import Publisher, sha256_file
 from multitalk.runner.request import RenderRequest
 from multitalk.runner.result import AudioReport, EngineReport, OutputReport, RunResult, Timings
@@ -145,15 +145,19 @@ class Pipeline:
         timeline = self._decode_audio(audio_bytes)
         del audio_bytes
         v = req.video
-        image = load_portrait(image_bytes, "image", v.width, v.height) if image_bytes is not None else None
         if image_bytes is not None and any(s.bbox for s in req.speakers):
-            # Engines see the fitted frame: speakers' boxes (image pixels) are mapped onto it.
-            source = upright_size(image_bytes)
+            # Boxes are checked against the picture's header before its pixels are decoded;
+            # engines see the fitted frame, so the boxes (image pixels) are mapped onto it.
+            source = upright_size(image_bytes, "image")
+            for i, s in enumerate(req.speakers):
+                if s.bbox is not None:
+                    check_bbox(s.bbox, source, f"speakers[{i}].bbox")
             speakers = [
                 s if s.bbox is None else s.model_copy(update={"bbox": fitted_box(s.bbox, source, (v.width, v.height))})
                 for s in req.speakers
             ]
             req = req.model_copy(update={"speakers": speakers})
+        image = load_portrait(image_bytes, "image", v.width, v.height) if image_bytes is not None else None
         del image_bytes
         frames = round(timeline.duration_seconds * v.fps)
         if frames < 1:

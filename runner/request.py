@@ -9,10 +9,13 @@ snake_case.
 from __future__ import annotations
 
 import re
+import urllib.parse
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 EngineName = Literal["auto", "multitalk", "lite", "placeholder"]
 AudioMode = Literal["sequential", "simultaneous"]
@@ -44,17 +47,30 @@ def _check_uri(uri: str, allowed: tuple[str, ...], what: str) -> str:
         raise ValueError(f"unsupported URI scheme '{scheme}:' for {what}; use {kinds} or a path")
     if scheme == "s3" and not _S3.match(uri):
         raise ValueError(f"{what} must look like s3://bucket/key, got {uri[:80]!r}")
+    if scheme in ("https", "file"):
+        try:
+            parts = urllib.parse.urlsplit(uri)
+        except ValueError as exc:  # e.g. an unclosed IPv6 bracket in the host
+            raise ValueError(f"{what} is not a valid URI ({exc}), got {uri[:80]!r}") from exc
+        if scheme == "https" and not parts.hostname:
+            raise ValueError(f"{what} needs a host (https://host/path), got {uri[:80]!r}")
+        if scheme == "file" and parts.netloc not in ("", "localhost"):
+            raise ValueError(f"{what} must name a file on this machine (file:///path), got {uri[:80]!r}")
+    if scheme in ("", "file") and "\x00" in (urllib.parse.unquote(uri) if scheme else uri):
+        raise ValueError(f"{what} is a local path and cannot contain a NUL character")
     return uri
 
 
 class ApiModel(BaseModel):
-    """Base for every wire model: camelCase aliases, unknown fields refused."""
+    """Base for every wire model: camelCase aliases, unknown fields refused, no NaN or infinity
+    (Python's JSON reader accepts them; a Kubernetes object cannot hold them)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        allow_inf_nan=False,
     )
 
     def wire(self) -> dict[str, Any]:
@@ -94,6 +110,34 @@ class Speaker(ApiModel):
                 f"bbox is [top, left, bottom, right] (rows first): need top < bottom and left < right, got {list(v)}"
             )
         return v
+
+
+Box = tuple[float, float, float, float]  # [top, left, bottom, right] in pixels, rows first
+
+
+def box_text(box: Box) -> str:
+    """A box as a person wrote it: [100, 80, 300, 240]."""
+    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+
+
+def check_distinct_bboxes(speakers: Sequence[Speaker]) -> None:
+    """Two speakers cannot be the same person: identical bboxes are refused, naming the second.
+
+    The image's size is known only when the runner has it: a box outside the image is refused
+    then (runner/image.py). Mirror this rule in the CRD's CEL when the spec gets one.
+    """
+    boxes = [s.bbox for s in speakers]
+    for i, box in enumerate(boxes):
+        if box is not None and box in boxes[:i]:
+            first = boxes.index(box)
+            message = (
+                f"is the same box as speakers[{first}].bbox ({box_text(box)}); "
+                "each speaker is a different person: give each one the box of their own face"
+            )
+            raise ValidationError.from_exception_data(
+                "Speaker",
+                [InitErrorDetails(type=PydanticCustomError("bbox_duplicate", message), loc=(i, "bbox"), input=box)],
+            )
 
 
 class VideoSpec(ApiModel):
@@ -250,6 +294,12 @@ class RenderRequest(ApiModel):
     @classmethod
     def _image_uri(cls, v: str | None) -> str | None:
         return None if v is None else _check_uri(v, INPUT_SCHEMES, "image")
+
+    @field_validator("speakers")
+    @classmethod
+    def _distinct_bboxes(cls, v: list[Speaker]) -> list[Speaker]:
+        check_distinct_bboxes(v)
+        return v
 
     @model_validator(mode="after")
     def _two_speakers_need_image(self) -> RenderRequest:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import os
 import ssl
 import urllib.error
@@ -26,6 +27,8 @@ HTTP_TIMEOUT_SECONDS = 30.0
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
 # Configuration mistakes that no retry fixes (wrong region, bucket elsewhere).
+# Paths no retry can open (too long, a file used as a folder, a symlink loop).
+_UNUSABLE_PATH = (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP)
 _MISCONFIGURED = {"AuthorizationHeaderMalformed", "PermanentRedirect", "301", "IllegalLocationConstraintException"}
 
 
@@ -103,6 +106,10 @@ def read_input(uri: str, field: str, max_bytes: int, storage: StorageSpec) -> by
         raise StorageRefused(f"{path} does not exist", field) from exc
     except PermissionError as exc:
         raise StorageRefused(f"{path} is not readable (permission denied)", field) from exc
+    except OSError as exc:
+        if exc.errno in _UNUSABLE_PATH:
+            raise InvalidInput(f"{str(path)[:200]} is not a usable path: {exc.strerror}", field) from exc
+        raise  # an I/O error: may pass (exit 1)
     _check_size(size, max_bytes, field)
     try:
         return path.read_bytes()

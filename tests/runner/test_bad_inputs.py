@@ -68,6 +68,25 @@ def _jpeg_corrupt(ctx: Ctx) -> str:
     return ctx.file("corrupt.jpg", good[:600] + bytes(range(256)) * 8)
 
 
+def _jpeg_marker_then_garbage(ctx: Ctx) -> str:
+    # A JPEG start marker and an APP1 marker whose segment is cut short: Pillow raises OSError.
+    return ctx.file("garbage.jpg", b"\xff\xd8" + b"\xff\xe1" + b"\xff" * 64)
+
+
+def _jpeg_cut_in_header(ctx: Ctx) -> str:
+    return ctx.file("cut.jpg", ctx.media.portrait.read_bytes()[:300])  # inside the Huffman tables
+
+
+def _two_speakers(bbox0: list[float], bbox1: list[float]) -> Callable[[Ctx], dict[str, object]]:
+    def build(c: Ctx) -> dict[str, object]:
+        return {
+            "image": str(c.media.portrait),
+            "speakers": [{"audio": str(c.media.short), "bbox": bbox0}, {"audio": str(c.media.short), "bbox": bbox1}],
+        }
+
+    return build
+
+
 def _tiny_png(ctx: Ctx) -> str:
     buf = io.BytesIO()
     Image.new("RGB", (1, 1), (9, 9, 9)).save(buf, format="PNG")
@@ -110,6 +129,8 @@ CASES = [
         },
     ),
     Case("corrupt jpeg", 3, "image", lambda c: {"image": _jpeg_corrupt(c)}),
+    Case("jpeg start marker, then garbage", 3, "image", lambda c: {"image": _jpeg_marker_then_garbage(c)}),
+    Case("jpeg cut inside its header", 3, "image", lambda c: {"image": _jpeg_cut_in_header(c)}, message="corrupt"),
     Case("1x1 image", 3, "image", lambda c: {"image": _tiny_png(c)}, message="1x1"),
     Case(
         "40000x40000 png header",
@@ -129,6 +150,30 @@ CASES = [
     Case("odd width", 3, "video.width", lambda c: {"video": {"width": 481}}, message="even"),
     Case(
         "bbox rows first", 3, "speakers[0].bbox", lambda c: {"speakers": [{"audio": "a.wav", "bbox": [50, 0, 10, 9]}]}
+    ),
+    Case(
+        "identical bboxes",
+        3,
+        "speakers[1].bbox",
+        _two_speakers([100, 100, 300, 300], [100, 100, 300, 300]),
+        message="speakers[0]",
+    ),
+    Case(
+        "bbox far outside the 512x512 image",
+        3,
+        "speakers[0].bbox",
+        lambda c: {
+            "image": str(c.media.portrait),
+            "speakers": [{"audio": str(c.media.short), "bbox": [0, 0, 5000, 5000]}],
+        },
+        message="512x512",
+    ),
+    Case(
+        "bbox wholly beyond the image",
+        3,
+        "speakers[1].bbox",
+        _two_speakers([100, 50, 300, 250], [520, 300, 540, 400]),
+        message="512x512",
     ),
     Case("output not mp4", 3, "output.uri", lambda c: {"output": {"uri": "out/bad.mov"}}),
     Case("unknown field", 3, "colour", lambda c: {"colour": "red"}),

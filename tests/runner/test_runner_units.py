@@ -7,14 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runner_support import Media, S3Server
+from runner_support import Media, S3Server, write_audio
 
-from multitalk.runner.audio import DecodedSpeech, build_timeline
+from multitalk.runner.audio import DecodedSpeech, build_timeline, decode_speech
 from multitalk.runner.cli import _field_name
 from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Availability, Engine
 from multitalk.runner.engines.placeholder import envelope, frame_levels
 from multitalk.runner.engines.registry import ENGINES, create_engine
-from multitalk.runner.errors import EngineUnavailable, InvalidInput, StorageRefused
+from multitalk.runner.errors import EngineUnavailable, InvalidInput, Retryable, StorageRefused, decoding
+from multitalk.runner.image import check_bbox, load_portrait, upright_size
 from multitalk.runner.outputs import OutputSet, Publisher
 from multitalk.runner.pipeline import select_engine
 from multitalk.runner.progress_display import overall_percent
@@ -156,3 +157,60 @@ def test_s3_publish_is_conditional_when_overwrite_is_off(
     assert body == b"someone else's video"
     uploads = s3.client().list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])
     assert not [u for u in uploads if u["Key"] == "race/v.mp4"]  # the failed upload was aborted
+
+
+def test_bbox_must_lie_on_the_image() -> None:
+    size = (512, 384)  # width x height
+    check_bbox((10, 20, 300, 400), size, "speakers[0].bbox")
+    check_bbox((300, 450, 420, 560), size, "speakers[0].bbox")  # overhangs by less than 10% of each side
+    with pytest.raises(InvalidInput, match=r"\[0, 0, 5000, 5000\] reaches far past the image: the image is 512x384"):
+        check_bbox((0, 0, 5000, 5000), size, "speakers[0].bbox")
+    with pytest.raises(InvalidInput, match="lies outside the image") as info:
+        check_bbox((390, 10, 420, 60), size, "speakers[1].bbox")  # below the bottom edge
+    assert info.value.field == "speakers[1].bbox"
+
+
+def test_a_truncated_jpeg_header_is_invalid_input_in_every_image_function(media: Media) -> None:
+    cut = media.portrait.read_bytes()[:300]  # inside the Huffman tables: Pillow raises OSError
+    with pytest.raises(InvalidInput, match="corrupt image file") as info:
+        upright_size(cut, "image")
+    assert info.value.field == "image"
+    with pytest.raises(InvalidInput, match="corrupt image file"):
+        load_portrait(cut, "image", 64, 64)
+    assert upright_size(media.portrait.read_bytes(), "image") == (512, 512)
+
+
+def test_speech_outside_speech_sample_rates_is_refused(tmp_path: Path) -> None:
+    t = np.arange(4000) / 4000
+    low = write_audio(tmp_path / "low.wav", (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 4000)
+    with pytest.raises(InvalidInput, match=r"sample rate of 4000 Hz; speech needs 8000\.\.384000 Hz"):
+        decode_speech(low.read_bytes(), "speakers[0].audio", 60)
+
+
+def test_speech_whose_channel_mode_changes_mid_stream_decodes(tmp_path: Path) -> None:
+    # Each MP3 frame carries its own channel mode, so a mono clip followed by a stereo one is
+    # one valid stream; a resampler takes one input layout only (this raised ValueError, exit 1).
+    t = np.arange(8000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    mono = write_audio(tmp_path / "mono.mp3", tone, 16000, codec="libmp3lame").read_bytes()
+    stereo = write_audio(tmp_path / "stereo.mp3", tone, 16000, codec="libmp3lame", channels=2).read_bytes()
+    id3 = 10 + ((stereo[6] << 21) | (stereo[7] << 14) | (stereo[8] << 7) | stereo[9])  # the tag heads a file only
+    speech = decode_speech(mono + stereo[id3:], "speakers[0].audio", 60)
+    assert 0.9 < speech.seconds < 1.2
+    assert float(np.max(np.abs(speech.engine[int(0.8 * ENGINE_SAMPLE_RATE) :]))) > 0.3  # the stereo half is there
+
+
+def test_decoder_errors_name_the_field_and_the_runners_own_errors_pass_through() -> None:
+    with pytest.raises(InvalidInput, match="is bad: OSError: Truncated File Read") as info, decoding("image", "is bad"):
+        raise OSError("Truncated File Read")
+    assert info.value.field == "image"
+    with pytest.raises(Retryable, match="SIGTERM"), decoding("image", "is bad"):
+        raise Retryable("terminated by SIGTERM")  # what the runner's handler raises inside a decoder call
+
+
+def test_unusable_local_paths_are_invalid_input(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    for path in (tmp_path / ("x" * 300 + ".wav"), tmp_path / "file" / "a.wav"):  # too long; a file as a folder
+        with pytest.raises(InvalidInput, match="is not a usable path") as info:
+            read_input(str(path), "speakers[0].audio", 100, StorageSpec())
+        assert info.value.field == "speakers[0].audio"
