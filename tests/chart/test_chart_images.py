@@ -84,8 +84,8 @@ def test_dockerfile_installs_its_lock_file_and_nothing_else(image: str) -> None:
     installs = [(k, a.strip()) for k, a in re.findall(r"image-install\.sh (lock|pip) ([^\n\\&]*)", final)]
     assert installs[-1] == ("lock", f"/build/{image}.txt" + (" --no-compile" if image == "operator" else "")), installs
     assert all(kind == "lock" and args.startswith(f"/build/{image}.txt") for kind, args in installs), installs
-    wheel = re.findall(r"pip --python /opt/venv/bin/python install ([^\n\\&]*)", final)
-    assert len(wheel) == 1 and "--no-deps --no-index" in wheel[0] and wheel[0].strip().endswith("/tmp/dist/*.whl"), wheel
+    wheel = [w.strip() for w in re.findall(r"pip --python /opt/venv/bin/python install ([^\n\\&]*)", final)]
+    assert len(wheel) == 1 and "--no-deps --no-index" in wheel[0] and wheel[0].endswith("/tmp/dist/*.whl"), wheel
     assert "python3 -m venv --without-pip /opt/venv" in final  # no installer in the image
     assert "USER 65532:65532" in text
 
