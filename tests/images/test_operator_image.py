@@ -1,5 +1,5 @@
 """The operator image: no torch, uid 65532, the operator's imports from a read-only root.
-(It is run against a real API server in tests/e2e/test_operator_image.py.)"""
+(It is run against a real API server in tests/e2e/test_operator_image_on_cluster.py.)"""
 
 from __future__ import annotations
 
