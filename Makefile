@@ -5,11 +5,14 @@ BIN     = $(VENV)/bin
 EXTRAS ?= dev
 
 .PHONY: setup setup-demo demo test lint bench bench-quick fuzz clean lock k8s-bins cluster-up cluster-down demo-cluster \
-	system-deps-demo system-deps-test
+	system-deps-demo system-deps-test system-deps-images base-image images image-sizes
 
-# Debian packages: libGL/glib for mediapipe's OpenCV (lite engine); espeak-ng makes test speech.
+# Debian packages: libGL/glib for mediapipe's OpenCV (lite engine); espeak-ng makes test speech;
+# podman builds and runs the images without a daemon (runc: its OCI runtime here), mmdebstrap
+# makes the stand-in base image.
 DEMO_DEBS = libgl1 libglib2.0-0
-TEST_DEBS = $(DEMO_DEBS) espeak-ng
+IMAGE_DEBS = podman runc mmdebstrap
+TEST_DEBS = $(DEMO_DEBS) espeak-ng $(IMAGE_DEBS)
 
 # Install the missing ones with apt-get (sudo when not root); elsewhere, say what is needed.
 define install_debs
@@ -28,6 +31,9 @@ system-deps-demo:
 
 system-deps-test:
 	$(call install_debs,$(TEST_DEBS))
+
+system-deps-images:
+	$(call install_debs,$(IMAGE_DEBS))
 
 # Lock files (`make lock`): the images install them, CI installs with them as constraints.
 LOCKS = requirements/operator.txt requirements/runner.txt
@@ -50,8 +56,9 @@ demo: setup-demo
 		--out out/hello.mp4 --overwrite --engine auto --result out/hello.result.json
 	@echo "wrote out/hello.mp4 (poster out/hello.png, manifest out/hello.json)"
 
-# The whole test suite (what CI runs).
-test: system-deps-test setup k8s-bins
+# The whole test suite (what CI runs). The images are (re)built first: unchanged layers come
+# from the build cache, so this takes seconds when they are current.
+test: system-deps-test setup k8s-bins images
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -108,6 +115,64 @@ cluster-down:
 	@echo "control plane stopped"
 
 # The whole path on a loopback control plane: chart (Helm library), operator, kubectl apply,
-# `kubectl get tv`, the video in a local S3 server. ARGS=--keep leaves it running.
-demo-cluster: setup k8s-bins
+# `kubectl get tv`, the video in a local S3 server. ARGS=--keep leaves it running. The test
+# node runs the pods from the images (`make images`); MULTITALK_TEST_NODE_RUNTIME=process
+# runs their commands from the virtualenv instead (quick runs, no images).
+demo-cluster: setup k8s-bins $(if $(filter process,$(MULTITALK_TEST_NODE_RUNTIME)),,images)
 	PYTHONPATH=tests $(BIN)/python -m cluster.demo $(ARGS)
+
+# --- Container images (`make images`) ----------------------------------------------------
+# Built without a daemon by podman (`--isolation chroot`: root in a sandbox is enough); with
+# Docker, the README's `docker build` lines build the same images.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+OPERATOR_IMAGE ?= multitalk-operator:$(VERSION)
+RUNNER_IMAGE ?= multitalk-runner:$(VERSION)
+export MULTITALK_TEST_OPERATOR_IMAGE = $(OPERATOR_IMAGE)
+export MULTITALK_TEST_RUNNER_IMAGE = $(RUNNER_IMAGE)
+# The base of both images. The Dockerfiles default to python:3.11-slim-bookworm from a
+# registry; without BASE_IMAGE, `make images` builds on a local stand-in made from Debian's
+# packages (bookworm and its Python 3.11, the same distribution and Python minor).
+STANDIN_BASE = localhost/multitalk-base:bookworm-python3.11
+BASE_IMAGE ?= $(STANDIN_BASE)
+export MULTITALK_TEST_BASE_IMAGE = $(BASE_IMAGE)
+# The host's index settings travel as build secrets, never in a layer (each only when set).
+CA_BUNDLE ?= $(or $(PIP_CERT),$(SSL_CERT_FILE))
+comma := ,
+IMAGE_SECRETS = $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) \
+	$(if $(PIP_INDEX_URL),--secret id=pip_index_url$(comma)env=PIP_INDEX_URL) \
+	$(if $(PIP_EXTRA_INDEX_URL),--secret id=pip_extra_index_url$(comma)env=PIP_EXTRA_INDEX_URL)
+IMAGE_BUILD = podman build --isolation chroot --layers --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	--build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	$(IMAGE_SECRETS)
+
+images: system-deps-images
+	@if ! podman image exists $(BASE_IMAGE); then \
+		if [ "$(BASE_IMAGE)" = "$(STANDIN_BASE)" ]; then $(MAKE) --no-print-directory base-image; \
+		elif ! podman pull -q $(BASE_IMAGE); then \
+			echo "error: the base image $(BASE_IMAGE) is not here and could not be pulled." >&2; \
+			echo "  Pull or load it (podman pull, podman load -i FILE), or build on the local stand-in:" >&2; \
+			echo "  make images (without BASE_IMAGE; it runs make base-image), or BASE_IMAGE=<a Python 3.11 image>." >&2; \
+			exit 1; \
+		fi; \
+	fi
+	$(IMAGE_BUILD) -f Dockerfile.operator -t $(OPERATOR_IMAGE) .
+	$(IMAGE_BUILD) -f Dockerfile.runner -t $(RUNNER_IMAGE) .
+	@echo "built $(OPERATOR_IMAGE) and $(RUNNER_IMAGE) on $(BASE_IMAGE) (sizes: make image-sizes)"
+
+# The stand-in base: a minimal Debian bookworm root filesystem with python3 and venv from the
+# host's apt sources, trimmed like the slim images (no docs, man pages or locales).
+base-image: system-deps-images
+	@mkdir -p build
+	mmdebstrap --quiet --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+		--include=python3,python3-venv,ca-certificates,netbase,tzdata \
+		--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+		--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+		--dpkgopt='path-exclude=/usr/share/locale/*' bookworm build/base-image.tar \
+	|| { echo "error: mmdebstrap could not build the stand-in base: it needs Debian's packages" \
+		"(the host's apt sources) and root, or BASE_IMAGE=<a Python 3.11 image> instead." >&2; exit 1; }
+	podman import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' build/base-image.tar $(STANDIN_BASE)
+	rm -f build/base-image.tar
+
+# Both images' sizes, and the runner's torch + CUDA share.
+image-sizes: setup
+	$(BIN)/python benchmarks/image_sizes.py

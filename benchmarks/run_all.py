@@ -24,6 +24,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("operator_scale.py", [], ["--objects", "200", "--samples", "10"]),
     ("multitalk_step.py", ["--tiny"], ["--tiny"]),  # full size needs a GPU: see the script
     ("cluster_scale.py", [], ["--count", "200"]),
+    ("image_sizes.py", [], []),  # the images `make images` built
 ]
 
 

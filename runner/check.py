@@ -23,13 +23,35 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+# The CUDA libraries torch loads on import (from the nvidia-* wheels), by their file names.
+CUDA_LIBRARIES = {"cudart": "libcudart.so", "cublas": "libcublas.so", "cudnn": "libcudnn.so", "nccl": "libnccl.so"}
+
+
+def _loaded_cuda_libraries(maps: str) -> dict[str, str | None]:
+    """File name of each CUDA library mapped into this process (/proc/self/maps), or None."""
+    names = {line.rsplit("/", 1)[-1] for line in maps.splitlines() if "/" in line}
+    return {
+        key: min((n for n in names if n.startswith(prefix)), default=None) for key, prefix in CUDA_LIBRARIES.items()
+    }
+
+
+def _cuda_libraries() -> dict[str, Any]:
+    """CUDA libraries present in this environment: those torch loaded, whether or not a
+    device is there (the driver comes from the node at run time)."""
+    import torch
+
+    maps = Path("/proc/self/maps")
+    loaded = _loaded_cuda_libraries(maps.read_text()) if maps.exists() else {}
+    return {"cudaBuild": torch.version.cuda, "cudaLibraries": loaded}
+
+
 def _gpu() -> dict[str, Any]:
     """CUDA facts through torch when it is installed; never fails."""
     try:
         import torch
     except ImportError:
         return {"torch": False, "cuda": False, "reason": "torch is not installed"}
-    info: dict[str, Any] = {"torch": True, "cuda": bool(torch.cuda.is_available())}
+    info: dict[str, Any] = {"torch": True, "cuda": bool(torch.cuda.is_available()), **_cuda_libraries()}
     if info["cuda"]:
         info["devices"] = [
             {

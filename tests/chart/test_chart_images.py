@@ -77,11 +77,41 @@ def test_dockerfile_lints_clean(image: str) -> None:
 @pytest.mark.parametrize("image", sorted(IMAGES))
 def test_dockerfile_installs_its_lock_file_and_nothing_else(image: str) -> None:
     text = IMAGES[image].read_text()
-    lock = f"requirements/{image}.txt"
-    assert f"COPY {lock} {lock}" in text
-    installs = [i.strip() for i in re.findall(r"pip install[^\n&\\]*", text)]
-    assert installs == [f"pip install --no-cache-dir -r {lock}", "pip install --no-cache-dir --no-deps ."], installs
+    final = text.rsplit("\nFROM ", 1)[1]
+    assert "COPY requirements/image-install.sh" in text and f"requirements/{image}.txt /build/" in final
+    # The final stage installs the lock (whole, after any partial layers) and then the
+    # project's wheel without dependencies; nothing else reaches pip there.
+    installs = [(k, a.strip()) for k, a in re.findall(r"image-install\.sh (lock|pip) ([^\n\\&]*)", final)]
+    assert installs[-1] == ("lock", f"/build/{image}.txt" + (" --no-compile" if image == "operator" else "")), installs
+    assert all(kind == "lock" and args.startswith(f"/build/{image}.txt") for kind, args in installs), installs
+    wheel = [w.strip() for w in re.findall(r"pip --python /opt/venv/bin/python install ([^\n\\&]*)", final)]
+    assert len(wheel) == 1 and "--no-deps --no-index" in wheel[0] and wheel[0].endswith("/tmp/dist/*.whl"), wheel
+    assert "python3 -m venv --without-pip /opt/venv" in final  # no installer in the image
     assert "USER 65532:65532" in text
+
+
+def test_pip_and_python_agree_everywhere() -> None:
+    """One pip version (Makefile, lock.sh, both Dockerfiles); the images' base Python is the locks'."""
+    makefile = (ROOT / "Makefile").read_text()
+    pins = {re.search(r"pip==([\d.]+)", makefile)[1]}  # type: ignore[index]
+    pins.add(re.search(r"^PIP_VERSION=([\d.]+)$", (ROOT / "requirements" / "lock.sh").read_text(), re.M)[1])  # type: ignore[index]
+    for path in IMAGES.values():
+        pins.update(re.findall(r"^ARG PIP_VERSION=([\d.]+)$", path.read_text(), re.M))
+    assert len(pins) == 1, pins
+    for image, path in IMAGES.items():
+        base = re.search(r"^ARG BASE_IMAGE=python:(\d+\.\d+)-slim-bookworm$", path.read_text(), re.M)
+        header = re.search(r"^# Python (\d+\.\d+) ", (ROOT / "requirements" / f"{image}.txt").read_text(), re.M)
+        assert base and header and base[1] == header[1], (image, base, header)
+
+
+def test_build_context_holds_what_the_dockerfiles_copy() -> None:
+    allowed = {
+        line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")
+    }
+    for path in IMAGES.values():
+        for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", path.read_text(), re.M):
+            for source in sources.split():
+                assert source in allowed, f"{path.name} copies {source}, which .dockerignore leaves out"
 
 
 def test_ci_installs_with_the_lock_files_as_constraints() -> None:
@@ -122,15 +152,14 @@ def test_this_environment_has_the_locked_versions() -> None:
     assert not mismatched, f"installed versions differ from the lock files (lock, installed): {mismatched}"
 
 
-def test_runner_cuda_base_matches_torch_wheels() -> None:
+def test_runner_image_asks_for_the_cuda_major_of_torchs_wheels() -> None:
+    """No CUDA base image: torch's nvidia-* wheels are the CUDA runtime, and the image asks
+    the NVIDIA container toolkit for a driver of that CUDA major."""
     runner = _lock("runner")
-    cuda_arg = re.search(r"^ARG CUDA_VERSION=(\d+)\.(\d+)\.\d+$", IMAGES["runner"].read_text(), re.M)
-    assert cuda_arg and cuda_arg[1] == "13"
-    if "torch" in _pyproject_pins(IMAGE_EXTRAS["runner"]):
-        runtime = runner["nvidia-cuda-runtime"].split(".")
-        assert (cuda_arg[1], cuda_arg[2]) == (runtime[0], runtime[1]), "the CUDA base must match torch's CUDA runtime"
-    else:
-        assert "torch" not in runner
+    text = IMAGES["runner"].read_text()
+    assert "nvidia/cuda" not in text
+    wanted = re.search(r'NVIDIA_REQUIRE_CUDA="cuda>=(\d+)\.0"', text)
+    assert wanted and wanted[1] == runner["nvidia-cuda-runtime"].split(".")[0]
 
 
 def test_runner_image_is_offline_and_read_only_friendly() -> None:

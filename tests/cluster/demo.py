@@ -2,7 +2,8 @@
 
 Starts etcd + kube-apiserver + kube-controller-manager, a local S3 server with the
 example speech and portrait, installs the chart with the Helm library, runs the operator
-pod and the runner pods on a test node (local processes), applies
+pod and the runner pods on a test node (from the images `make images` built, or as local
+processes with MULTITALK_TEST_NODE_RUNTIME=process), applies
 examples/talkingvideo-minimal.yaml with kubectl, waits for it, shows `kubectl get tv` and
 copies the video from S3 to out/demo-cluster/hello.mp4. `--keep` leaves it all running
 until Ctrl-C (KUBECONFIG printed).
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from cluster import install
+from cluster import images, install
 from cluster.controlplane import ControlPlane, ensure_binaries
 from cluster.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from cluster.session import Cluster, api_client
@@ -57,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("hello.wav", "portrait.jpg"):
             storage.upload_file(str(REPO / "examples" / "media" / name), "media-in", name)
 
-        say("a test node with 1 nvidia.com/gpu that runs pods as local processes")
-        node = TestNode(api, "gpu-node", gpus=1, namespaces={NAMESPACE}).start()
+        node = TestNode(api, "gpu-node", gpus=1, namespaces={NAMESPACE})
+        how = f"from {images.OPERATOR_IMAGE} and {images.RUNNER_IMAGE}"
+        if node.runtime == "process":
+            how = "as local processes"
+        say(f"a test node with 1 nvidia.com/gpu that runs the pods {how}")
+        node.start()
 
         say("helm install multitalk ./helm (Helm library) into multitalk-system")
         install.install(cluster, install.chart_values(s3.endpoint))
@@ -86,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         kubectl("get", "tv", "-n", NAMESPACE)
         kubectl("get", "tv", "-n", NAMESPACE, "-o", "wide")
         kubectl("get", "jobs,pods", "-n", NAMESPACE, "-o", "wide")
+        for pod, image in node.started:
+            print(f"{pod} ran {'from ' + image if image else 'as a local process'}")
 
         say("the video in S3")
         for obj in storage.list_objects_v2(Bucket="media-out").get("Contents", []):

@@ -1,9 +1,9 @@
 """Install the project's Helm chart with the Helm library and run the operator on a test node.
 
 The chart's Deployment is real: the controller-manager makes its ReplicaSet and pod, the
-test node binds that pod and runs its command (`multitalk-operator`) with the chart's
-environment and a token of the chart's ServiceAccount, so the chart's RBAC is what the
-operator gets. Killing that process is a container crash; the node restarts it.
+test node binds that pod and runs it from the operator image (`make images`) with the
+chart's environment and a token of the chart's ServiceAccount, so the chart's RBAC is what
+the operator gets. Killing that container is a crash; the node restarts it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import helm_python as helm
 from kubernetes import client
 
+from cluster import images
 from cluster.controlplane import free_port
 from cluster.session import Cluster
 from cluster.testnode import TestNode
@@ -27,10 +28,17 @@ SYSTEM_NAMESPACE = "multitalk-system"
 
 
 def chart_values(s3_endpoint: str, secret_name: str = "s3", **overrides: Any) -> dict[str, Any]:
-    """Values for tests: local S3, fast resync, free ports (other processes share this host)."""
+    """Values for tests: the images `make images` built, local S3, fast resync, free ports
+    (other processes share this host)."""
+    operator_repository, operator_tag = images.repository_and_tag(images.OPERATOR_IMAGE)
+    runner_repository, runner_tag = images.repository_and_tag(images.RUNNER_IMAGE)
     values: dict[str, Any] = {
+        "image": {"repository": operator_repository, "tag": operator_tag},
         "storage": {"endpoint": s3_endpoint, "region": "us-east-1", "secretName": secret_name},
-        "runner": {"resources": {"limits": {"nvidia.com/gpu": 1}}},
+        "runner": {
+            "image": {"repository": runner_repository, "tag": runner_tag},
+            "resources": {"limits": {"nvidia.com/gpu": 1}},
+        },
         "operator": {"progressPollSeconds": 1, "resyncSeconds": 5},
         "metrics": {"port": free_port()},
         "health": {"port": free_port()},

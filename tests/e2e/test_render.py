@@ -9,6 +9,7 @@ from typing import Any
 
 import av
 import pytest
+from cluster import images
 from cluster.s3server import S3Server
 from cluster.session import Cluster
 from cluster.talkingvideos import apply, get_tv, jobs_of, talking_video
@@ -44,6 +45,11 @@ def test_render_end_to_end_then_garbage_collected(
     assert status["engine"]["name"] == "placeholder"
     assert status["timings"]["totalSeconds"] > 0
     assert status["pod"]["nodeName"] == gpu_node.name
+    # What users deploy is what ran: the chart's operator image and the runner image it names.
+    if gpu_node.runtime != "process":
+        started = dict(gpu_node.started)
+        assert [image for pod, image in started.items() if pod.startswith(f"{ns}/")] == [images.RUNNER_IMAGE]
+        assert images.OPERATOR_IMAGE in [image for pod, image in started.items() if "/multitalk-" in pod]
     output = status["output"]
     assert output["uri"] == f"s3://{ns}/out/hello.mp4"
 

@@ -1,4 +1,4 @@
-"""The test node runs a Job's runner container as a local process against the local S3 server."""
+"""The test node runs a Job's runner container from the runner image against the local S3 server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import av
 import pytest
+from cluster import images
 from cluster.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from cluster.session import Cluster
 from cluster.testnode import TestNode
@@ -34,7 +35,7 @@ def runner_job(name: str, request: dict[str, Any], secret: str) -> dict[str, Any
     ]
     container = {
         "name": "runner",
-        "image": "multitalk-runner:test",
+        "image": images.RUNNER_IMAGE,
         "command": ["multitalk-runner", "render"],
         "env": env,
         "resources": {"limits": {"nvidia.com/gpu": "1"}},
@@ -92,6 +93,9 @@ def test_runner_pod_renders_to_s3_and_reports_its_result(
     result = json.loads(terminated.message)
     assert result["ok"] is True and result["engine"]["name"] == "placeholder"
     assert result["output"]["uri"] == f"s3://{bucket}/out/hello.mp4"
+    # From the runner image, unless the node was told to run local processes.
+    image = None if test_node.runtime == "process" else images.RUNNER_IMAGE
+    assert test_node.started == [(f"{namespace}/{pod.metadata.name}", image)]
 
     video = s3.client().get_object(Bucket=bucket, Key="out/hello.mp4")["Body"].read()
     with av.open(io.BytesIO(video)) as container:

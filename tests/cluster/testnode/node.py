@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
@@ -21,10 +20,12 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from cluster.testnode.clock import now, now_micro
+from cluster.testnode.container import Runtime
 from cluster.testnode.process import Processes, RunningPod
 from cluster.testnode.scheduling import Scheduling, gpu_request
 
 log = logging.getLogger("testnode")
+RUNTIME_ENV = "MULTITALK_TEST_NODE_RUNTIME"  # auto (default), image or process: container.Runtime
 
 
 class TestNode(Scheduling, Processes):
@@ -42,9 +43,14 @@ class TestNode(Scheduling, Processes):
         namespaces: set[str] | None = None,
         max_pods: int = 110,
         workers: int = 8,
+        runtime: Runtime | str | None = None,
     ) -> None:
         if mode not in ("run", "noop"):
             raise ValueError(f"mode must be run or noop, not {mode!r}")
+        chosen = runtime or os.environ.get(RUNTIME_ENV) or Runtime.AUTO
+        if chosen not in tuple(Runtime):
+            raise ValueError(f"{RUNTIME_ENV} must be one of {', '.join(Runtime)}, not {chosen!r}")
+        self.runtime = Runtime(chosen)
         self.core = client.CoreV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
         self.name = name
@@ -71,6 +77,7 @@ class TestNode(Scheduling, Processes):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{name}-pod")
         self._threads: list[threading.Thread] = []
         self.exec_log: list[tuple[str, str, int]] = []  # (namespace/pod, uid, exit code) of each run
+        self.started: list[tuple[str, str | None]] = []  # (namespace/pod, image or None: a local process) of each run
         self.on_start: Callable[[dict[str, Any]], None] | None = None  # hook for fault tests
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -90,7 +97,10 @@ class TestNode(Scheduling, Processes):
         for pod in running:
             if pod.process and pod.process.poll() is None:
                 pod.killed = True
-                pod.process.kill()
+                if pod.container:
+                    self._signal(pod, signal.SIGKILL)
+                else:
+                    pod.process.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
         for thread in self._threads:
             if not thread.name.endswith("_watch"):  # the watch ends at its next event or timeout
@@ -283,16 +293,7 @@ class TestNode(Scheduling, Processes):
             running = self._running.get(meta["uid"])
         if running is not None:
             running.deleting = True
-        if running and running.process and running.process.poll() is None:
-            running.killed = True
-            grace = int(pod["spec"].get("terminationGracePeriodSeconds", 30) or 0)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(running.process.pid, signal.SIGTERM)
-            try:
-                running.process.wait(timeout=min(grace, 30))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(running.process.pid, signal.SIGKILL)
+            self._terminate(running, int(pod["spec"].get("terminationGracePeriodSeconds", 30) or 0))
         with self._lock:
             self._running.pop(meta["uid"], None)
         with contextlib.suppress(ApiException):

@@ -7,7 +7,9 @@ import base64
 import json
 import os
 import re
+import shutil
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +64,9 @@ class PodEnvironment:
     core: client.CoreV1Api
     workdir: Path
 
-    def _environment(self, pod: dict[str, Any], container: dict[str, Any], mounts: dict[str, Path]) -> dict[str, str]:
-        meta = pod["metadata"]
-        namespace = meta["namespace"]
+    def _pod_env(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+        """The container's variables as the pod spec gives them (envFrom, env, valueFrom)."""
+        namespace = pod["metadata"]["namespace"]
         env: dict[str, str] = {}
         for source in container.get("envFrom") or []:
             prefix = source.get("prefix", "")
@@ -91,8 +93,13 @@ class PodEnvironment:
                 value = ""
             if value is not None:
                 env[name] = value
+        return env
+
+    def _environment(self, pod: dict[str, Any], container: dict[str, Any], mounts: dict[str, Path]) -> dict[str, str]:
+        """The environment of the container's command run as a local process."""
+        meta = pod["metadata"]
         # Container paths of volume mounts live in per-pod local folders here.
-        env = {k: remap(v, mounts) for k, v in env.items()}
+        env = {k: remap(v, mounts) for k, v in self._pod_env(pod, container).items()}
         if pod["spec"].get("automountServiceAccountToken", True):
             # A kubelet mounts a bound service-account token; here the process gets a
             # kubeconfig with that token (in-cluster loaders read fixed paths).
@@ -105,12 +112,33 @@ class PodEnvironment:
         }
         return {**base, **env}
 
-    def _service_account_kubeconfig(self, pod: dict[str, Any], directory: Path) -> Path:
+    def _service_account_token(self, pod: dict[str, Any]) -> str:
+        """A token bound to the pod, as a kubelet requests for its projected volume."""
         meta = pod["metadata"]
         account = pod["spec"].get("serviceAccountName") or "default"
         bound = {"kind": "Pod", "apiVersion": "v1", "name": meta["name"], "uid": meta["uid"]}
         request = {"spec": {"audiences": [], "expirationSeconds": 3600, "boundObjectRef": bound}}
-        token = self.core.create_namespaced_service_account_token(account, meta["namespace"], request).status.token
+        token: str = self.core.create_namespaced_service_account_token(account, meta["namespace"], request).status.token
+        return token
+
+    def _service_account_files(self, pod: dict[str, Any], directory: Path) -> dict[str, str]:
+        """What a kubelet mounts at /var/run/secrets/kubernetes.io/serviceaccount (token, ca.crt,
+        namespace) written to ``directory``, and the variables in-cluster clients read."""
+        directory.mkdir(parents=True, exist_ok=True)
+        configuration = self.core.api_client.configuration
+        (directory / "token").write_text(self._service_account_token(pod))
+        shutil.copyfile(configuration.ssl_ca_cert, directory / "ca.crt")
+        (directory / "namespace").write_text(pod["metadata"]["namespace"])
+        for path in directory.iterdir():
+            path.chmod(0o644)  # readable by the pod's user, as the projected volume's files are
+        # No kube-proxy here: the API server's own address stands in for the kubernetes Service.
+        address = urllib.parse.urlsplit(configuration.host)
+        return {"KUBERNETES_SERVICE_HOST": address.hostname or "", "KUBERNETES_SERVICE_PORT": str(address.port)}
+
+    def _service_account_kubeconfig(self, pod: dict[str, Any], directory: Path) -> Path:
+        meta = pod["metadata"]
+        account = pod["spec"].get("serviceAccountName") or "default"
+        token = self._service_account_token(pod)
         configuration = self.core.api_client.configuration
         config = {
             "apiVersion": "v1",

@@ -1,6 +1,10 @@
-"""The kubelet's part: start a pod's container as a local process, run it (restarting it as
-the restart policy says), and post its status: Running, then terminated with the exit code
-and the termination message."""
+"""The kubelet's part: start a pod's container, run it (restarting it as the restart policy
+says), and post its status: Running, then terminated with the exit code and the termination
+message.
+
+The container runs from the image named in the pod spec with podman when the node's runtime
+says so (container.Runtime; by default whenever that image is in local storage), else its
+command runs as a local process from this virtualenv."""
 
 from __future__ import annotations
 
@@ -20,7 +24,9 @@ from typing import Any, TypeVar
 
 from kubernetes.client.rest import ApiException
 
+from cluster import images
 from cluster.testnode.clock import now
+from cluster.testnode.container import SERVICE_ACCOUNT_PATH, Mount, Runtime, podman_run_args, refusal
 from cluster.testnode.podenv import PodEnvironment, expand, remap
 
 T = TypeVar("T")
@@ -35,17 +41,21 @@ class RunningPod:
     namespace: str
     name: str
     process: subprocess.Popen[bytes] | None = None
+    container: str | None = None  # the podman container's name when it runs from an image
     started_at: str = field(default_factory=now)
     killed: bool = False
     deleting: bool = False
+    runs: int = 0
 
 
 class Processes(PodEnvironment):
     """Mixed into TestNode: the pods it runs, its stop event and its hooks."""
 
     mode: str
+    runtime: Runtime
     workdir: Path
     exec_log: list[tuple[str, str, int]]
+    started: list[tuple[str, str | None]]
     on_start: Callable[[dict[str, Any]], None] | None
     _running: dict[str, RunningPod]
     _lock: threading.Lock
@@ -61,10 +71,58 @@ class Processes(PodEnvironment):
             found = [r for r in self._running.values() if (r.namespace, r.name) == (namespace, name)]
         for running in found:
             if running.process and running.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(running.process.pid, sig)
+                self._signal(running, sig)
                 return True
         return False
+
+    def _signal(self, running: RunningPod, sig: int) -> None:
+        if running.container is not None:  # the podman client only attaches: signal the container
+            subprocess.run(
+                [*images.podman_command(), "kill", "--signal", str(int(sig)), running.container],
+                capture_output=True,
+                check=False,
+            )
+        elif running.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(running.process.pid, sig)
+
+    def _terminate(self, running: RunningPod, grace: int) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds (at most 30), as a kubelet stops a container."""
+        if running.process is None or running.process.poll() is not None:
+            return
+        running.killed = True
+        self._signal(running, signal.SIGTERM)
+        try:
+            running.process.wait(timeout=min(grace, 30))
+        except subprocess.TimeoutExpired:
+            self._signal(running, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                running.process.wait(timeout=30)
+
+    def _uses_image(self, image: str) -> bool:
+        if self.mode == "noop" or self.runtime == Runtime.PROCESS or not image:
+            return False
+        return self.runtime == Runtime.IMAGE or images.image_exists(image)
+
+    def _cannot_start(self, pod: dict[str, Any], image: str) -> tuple[str, str] | None:
+        """(reason, message) of a kubelet's waiting state when the container cannot start."""
+        if not self._uses_image(image):
+            return None
+        if not images.image_exists(image):
+            return (
+                "ErrImageNeverPull",
+                f'Container image "{image}" is not present on the test node: {images.BUILD_HINT}',
+            )
+        why = refusal(pod, pod["spec"]["containers"][0], images.image_user(image))
+        return ("CreateContainerConfigError", why) if why else None
+
+    def _post_waiting(self, pod: dict[str, Any], reason: str, message: str) -> None:
+        container = pod["spec"]["containers"][0]
+        waiting = {"reason": reason, "message": message}
+        status = {"name": container["name"], "image": container.get("image", ""), "imageID": "", "ready": False}
+        self._patch_status(
+            pod, {"containerStatuses": [{**status, "restartCount": 0, "started": False, "state": {"waiting": waiting}}]}
+        )
 
     def _patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         """Post pod status; like a kubelet's status manager, keep trying while the API server is away."""
@@ -109,6 +167,12 @@ class Processes(PodEnvironment):
         if self.mode == "noop":
             message = json.dumps({"ok": True, "exitCode": 0, "engine": {"requested": "auto", "name": "noop"}})
             self._post_terminated(pod, running, 0, message, extra=base)
+            return
+        blocked = self._cannot_start(pod, container.get("image", ""))
+        if blocked is not None:  # the pod stays Pending, as with a kubelet
+            with self._lock:
+                self._running.pop(meta["uid"], None)
+            self._post_waiting(pod, *blocked)
             return
         ready = [
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": running.started_at},
@@ -221,6 +285,12 @@ class Processes(PodEnvironment):
     def _run(self, pod: dict[str, Any], running: RunningPod) -> tuple[int, str]:
         meta = pod["metadata"]
         container = pod["spec"]["containers"][0]
+        running.runs += 1
+        image = container.get("image", "")
+        uses_image = self._uses_image(image)
+        self.started.append((f"{meta['namespace']}/{meta['name']}", image if uses_image else None))
+        if uses_image:
+            return self._run_image(pod, running, image)
         root = self.workdir / meta["uid"]
         mounts: dict[str, Path] = {"__home__": root / "home"}
         for mount in container.get("volumeMounts") or []:
@@ -246,7 +316,63 @@ class Processes(PodEnvironment):
                 [executable, *argv[1:]], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         running.process = process
-        code = process.wait()
+        return self._wait(pod, running, result_file)
+
+    def _run_image(self, pod: dict[str, Any], running: RunningPod, image: str) -> tuple[int, str]:
+        """The container from its image with podman: the pod's user, mounts and environment."""
+        meta = pod["metadata"]
+        container = dict(pod["spec"]["containers"][0])
+        root = self.workdir / meta["uid"]
+        mounts: dict[str, Mount] = {}
+        for mount in container.get("volumeMounts") or []:
+            host = root / "volumes" / mount["name"]
+            host.mkdir(parents=True, exist_ok=True)
+            host.chmod(0o777)  # an emptyDir is world-writable
+            mounts[mount["mountPath"]] = Mount(host, bool(mount.get("readOnly")))
+        root.mkdir(parents=True, exist_ok=True)
+        result_file = root / "termination-log"
+        result_file.write_bytes(b"")  # each run starts with an empty message
+        result_file.chmod(0o666)  # as a kubelet makes it: writable by any container user
+        mounts[container.get("terminationMessagePath") or "/dev/termination-log"] = Mount(result_file)
+        env = self._retrying(lambda: self._pod_env(pod, container))
+        if pod["spec"].get("automountServiceAccountToken", True):
+            account = root / "serviceaccount"
+            service = self._retrying(lambda: self._service_account_files(pod, account))
+            env = {**service, **env}
+            mounts[SERVICE_ACCOUNT_PATH] = Mount(account, read_only=True)
+        for key in ("command", "args"):
+            if container.get(key):
+                container[key] = [expand(a, env) for a in container[key]]
+        # Values reach podman through its environment (`--env NAME`), off the command line,
+        # except those that would change podman's own environment.
+        inline = {k: v for k, v in env.items() if k in os.environ}
+        named = {k: v for k, v in env.items() if k not in inline}
+        running.container = f"testnode-{meta['uid'][:13]}-{running.runs}"
+        args = podman_run_args(
+            {**pod, "spec": {**pod["spec"], "containers": [container]}},
+            container,
+            image=image,
+            name=running.container,
+            mounts=mounts,
+            env_names=sorted(named),
+            env_values=inline,
+        )
+        with (self.workdir / f"{meta['namespace']}_{meta['name']}.log").open("ab") as out:
+            running.process = subprocess.Popen(
+                [*images.podman_command(), "run", *images.limit_options(), *args],
+                env={**os.environ, **named},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self._wait(pod, running, result_file)
+
+    def _wait(self, pod: dict[str, Any], running: RunningPod, result_file: Path) -> tuple[int, str]:
+        """The exit code and termination message once the container ends."""
+        meta = pod["metadata"]
+        container = pod["spec"]["containers"][0]
+        assert running.process is not None
+        code = running.process.wait()
         if code < 0:  # killed by a signal: what a container runtime reports
             code = 128 - code
         message = result_file.read_text(errors="replace")[:TERMINATION_MESSAGE_LIMIT]
