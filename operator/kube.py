@@ -18,6 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from multitalk.operator import api
+from multitalk.operator.times import format_time
 
 __all__ = ["ApiException", "Kube"]
 
@@ -102,7 +103,7 @@ class Kube:
     async def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the object (what `kubectl describe tv` shows)."""
         meta = obj["metadata"]
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = format_time(dt.datetime.now(dt.UTC))
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -1,4 +1,8 @@
-"""Operator configuration, read from MULTITALK_* environment variables (set by the Helm chart)."""
+"""Operator configuration, read from MULTITALK_* environment variables (set by the Helm chart).
+
+Built once, in main.py, and passed to everything that needs it (kopf's memo carries it to
+the startup handler): importing a module never reads the environment.
+"""
 
 from __future__ import annotations
 
@@ -36,11 +40,16 @@ class OperatorSettings(BaseSettings):
     health_port: int = 8081
     progress_poll_seconds: float = 15.0
     resync_seconds: float = 60.0
+    # Wait this long after an object's first trigger before reconciling it: its Job's and
+    # pod's updates arriving meanwhile are handled by that one reconcile (one status write).
+    reconcile_delay_seconds: float = Field(default=0.5, ge=0.0, le=10.0)
+    # Concurrent API requests (and client threads, and pooled connections).
+    api_concurrency: int = Field(default=8, ge=1, le=64)
     watch_server_timeout: int = 300
     watch_client_timeout: int = 330
     # UID/GID the runner pod runs as (Pod Security "restricted" needs a non-root user).
     runner_run_as_user: int = 10001
-    # Bytes of the running pod's log read for the progress line; events/metrics toggles.
+    # Bytes of the running pod's log read for the progress line.
     progress_log_bytes: int = 4096
     # Extra label keys (beyond the built-in allow-list) copied from a TalkingVideo to its Job.
     copy_label_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
