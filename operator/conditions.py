@@ -136,7 +136,9 @@ def running(job: JobFacts, pod: PodFacts | None, collecting: bool, had_pod: bool
         return no(Reason.POD_PENDING, "waiting for the Job to create the runner pod")
     if pod is None or pod.deleting:
         return no(Reason.POD_MISSING, "the runner pod is gone (deleted?); the Job creates a replacement")
-    if pod.phase in ("Failed", "Succeeded"):
+    if pod.phase == "Succeeded":
+        return no(Reason.FINISHED, "the runner has finished; the Job is counting its exit")
+    if pod.phase == "Failed":
         return no(Reason.RETRYING, "the last attempt failed; the Job starts another (see lastFailure)")
     if pod.phase == "Running" and pod.running:
         where = f"rendering on node {pod.node_name}" if pod.node_name else "rendering"
@@ -242,7 +244,8 @@ def derive_phase(verdicts: Mapping[ConditionType, Verdict]) -> Phase:
         return Phase.FAILED
     if true(ConditionType.COMPLETE):
         return Phase.SUCCEEDED
-    if true(ConditionType.RUNNING) or (run is not None and run.reason == Reason.COLLECTING_RESULT):
+    # Between the runner's exit and the Job's verdict (either way round) the render still runs.
+    if true(ConditionType.RUNNING) or (run is not None and run.reason in (Reason.COLLECTING_RESULT, Reason.FINISHED)):
         return Phase.RUNNING
     if admission is not None and admission.reason == Reason.SUSPENDED:
         return Phase.SUSPENDED
