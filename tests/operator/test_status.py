@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 import yaml
+from crd_schema_check import prunable, validate
 
+from multitalk.operator import crd
 from multitalk.operator.conditions import Verdict, derive_phase
 from multitalk.operator.reasons import CONDITION_TYPES, ConditionStatus, ConditionType
 from multitalk.operator.status import compute_status
 from multitalk.operator.times import human_duration, parse_time
 
 FIXTURES = Path(__file__).parent / "fixtures"
+CRD = crd.crd_manifest()
 STATES = sorted(p.stem for p in (FIXTURES / "states").glob("*.yaml"))
 
 
@@ -86,6 +89,17 @@ def test_recorded_state(name: str) -> None:
     if status["phase"] == "Failed":
         assert any(e.type == "Warning" and e.reason == got["Failed"]["reason"] for e in rec.events)
         assert status["completionTime"]
+
+
+@pytest.mark.parametrize("name", STATES)
+def test_recorded_status_passes_the_crd_schema_and_nothing_is_pruned(name: str) -> None:
+    """The API server drops status fields its schema does not know, silently: every recorded
+    state's status must be valid against the CRD with every field kept."""
+    _, rec = run_state(name)
+    obj = {**load_tv(), "status": rec.status.wire()}
+    schema = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert prunable(obj["status"], schema["properties"]["status"]) == []
+    assert validate(obj, CRD) == []
 
 
 def test_secrets_never_reach_status() -> None:
