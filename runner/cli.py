@@ -11,18 +11,20 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, get_args
 
 from pydantic import ValidationError
 
 from multitalk.runner.errors import ExitCode, InvalidInput, Retryable, RunnerError, UsageError
-from multitalk.runner.result import FailureReport, RunResult, Timings
+from multitalk.runner.flags import add_request_flags, apply_flags
+from multitalk.runner.request import DEFAULT_MODEL_DIR, MODEL_DIR_ENV, REQUEST_ENV, EngineName, validation_problems
+from multitalk.runner.result import RESULT_PATH_ENV, FailureReport, RunResult, Timings
+from multitalk.runner.result import TERMINATION_LOG as TERMINATION_LOG_PATH
 
 if TYPE_CHECKING:
     from multitalk.runner.pipeline import Pipeline
 
-DEFAULT_MODEL_DIR = "/models"
-TERMINATION_LOG = Path("/dev/termination-log")
+TERMINATION_LOG = Path(TERMINATION_LOG_PATH)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,25 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--audio", action="append", metavar="URI", help="speech (s3://, https://, file://, data:, path); twice for two"
     )
-    r.add_argument("--image", metavar="URI", help="reference portrait (jpeg, png, webp)")
-    r.add_argument("--out", metavar="URI", help="output video: s3://bucket/key.mp4, file:// or a path ending .mp4")
-    r.add_argument(
-        "--engine", choices=["auto", "multitalk", "lite", "placeholder"], help="auto: the best available here"
-    )
-    r.add_argument("--allow-fallback", action="store_true", default=None, help="let a weaker engine stand in")
-    r.add_argument("--width", type=int, help="video width, even, 64..1920 (default 480)")
-    r.add_argument("--height", type=int, help="video height, even, 64..1920 (default 480)")
-    r.add_argument("--fps", type=int, help="frames per second, 1..60 (default 25)")
-    r.add_argument("--duration", type=float, metavar="SECONDS", help="force the length (trim or pad the speech)")
-    r.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse longer speech (default 60)")
-    r.add_argument(
-        "--audio-mode", choices=["sequential", "simultaneous"], help="two speakers: take turns or talk at once"
-    )
-    r.add_argument("--prompt", help="scene description (multitalk engine)")
-    r.add_argument("--seed", type=int, help="random seed")
-    r.add_argument("--overwrite", action="store_true", default=None, help="replace an existing video")
-    r.add_argument("--endpoint", metavar="URL", help="S3 endpoint (credentials from AWS_* environment variables)")
-    r.add_argument("--region", help="S3 region")
     r.add_argument(
         "--result",
         metavar="FILE",
@@ -77,19 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--model-dir", metavar="DIR", help="model cache (default: MULTITALK_MODEL_DIR, else /models)")
     r.add_argument("--no-progress", action="store_true", help="print no progress (bar or JSON lines)")
+    add_request_flags(r)
     c = sub.add_parser("check", help="print JSON: engines available here and why not, GPU, models, versions")
     c.add_argument("--model-dir", metavar="DIR", help="model cache (default: MULTITALK_MODEL_DIR, else /models)")
     c.add_argument(
         "--require",
         metavar="ENGINE",
-        choices=["multitalk", "lite", "placeholder"],
+        choices=[name for name in get_args(EngineName) if name != "auto"],
         help="exit 4 unless ENGINE (multitalk, lite or placeholder) is available here (`helm test` uses this)",
     )
     return parser
 
 
 def _model_dir(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("MULTITALK_MODEL_DIR") or DEFAULT_MODEL_DIR)
+    return Path(arg or os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR)
 
 
 def _base_request(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,8 +83,8 @@ def _base_request(args: argparse.Namespace) -> dict[str, Any]:
         except OSError as exc:
             raise UsageError(f"cannot read --request {args.request}: {exc.strerror}") from exc
         source = f"--request {args.request}"
-    elif os.environ.get("MULTITALK_REQUEST"):
-        text, source = os.environ["MULTITALK_REQUEST"], "MULTITALK_REQUEST"
+    elif os.environ.get(REQUEST_ENV):
+        text, source = os.environ[REQUEST_ENV], REQUEST_ENV
     else:
         return {}
     try:
@@ -117,56 +101,23 @@ def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
     data = _base_request(args)
     if args.audio:
         data["speakers"] = [{"audio": a} for a in args.audio]
-    for flag, key in (
-        ("image", "image"),
-        ("engine", "engine"),
-        ("allow_fallback", "allowFallback"),
-        ("audio_mode", "audioMode"),
-        ("prompt", "prompt"),
-    ):
-        if getattr(args, flag) is not None:
-            data[key] = getattr(args, flag)
-    for flag, section, key in (
-        ("width", "video", "width"),
-        ("height", "video", "height"),
-        ("fps", "video", "fps"),
-        ("duration", "video", "durationSeconds"),
-        ("max_duration", "video", "maxDurationSeconds"),
-        ("seed", "sampling", "seed"),
-        ("out", "output", "uri"),
-        ("overwrite", "output", "overwrite"),
-        ("endpoint", "storage", "endpoint"),
-        ("region", "storage", "region"),
-    ):
-        if getattr(args, flag) is not None:
-            section_data = data.setdefault(section, {})
-            if not isinstance(section_data, dict):
-                raise InvalidInput("must be an object", section)
-            section_data[key] = getattr(args, flag)
+    apply_flags(args, data, InvalidInput)
     if "speakers" not in data or "output" not in data:
-        raise UsageError("give --request FILE, MULTITALK_REQUEST, or at least --audio and --out")
+        raise UsageError(f"give --request FILE, {REQUEST_ENV}, or at least --audio and --out")
     return data
 
 
-def _field_name(loc: Sequence[int | str]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "request"
-
-
 def _validation_error(exc: ValidationError) -> InvalidInput:
-    first = exc.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
-    extra = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    return InvalidInput(message + extra, _field_name(first["loc"]))
+    (field, message), *more = validation_problems(exc)
+    extra = f" (and {len(more)} more problems)" if more else ""
+    return InvalidInput(message + extra, field or "request")
 
 
 def _result_path(arg: str | None) -> Path | None:
     if arg:
         return Path(arg)
-    if os.environ.get("MULTITALK_RESULT_PATH"):
-        return Path(os.environ["MULTITALK_RESULT_PATH"])
+    if os.environ.get(RESULT_PATH_ENV):
+        return Path(os.environ[RESULT_PATH_ENV])
     return TERMINATION_LOG if TERMINATION_LOG.exists() else None
 
 

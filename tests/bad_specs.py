@@ -96,7 +96,7 @@ BAD: list[Bad] = [
         ("set by the operator",),
     ),
     Bad("spec.scheduling", {"queueName": "GPU Queue"}, "spec.scheduling.queueName", ("should match",)),
-    Bad("spec.colour", "red", "spec.colour", ("unknown field",)),
+    Bad("spec.colour", "red", "spec.colour", ("field not declared in schema",)),  # server-side apply
 ]
 
 
