@@ -24,7 +24,7 @@ import kopf
 
 from multitalk.operator import api, job_builder
 from multitalk.operator.kube import Kube, load_config
-from multitalk.operator.reconciler import Key, Reconciler
+from multitalk.operator.reconciler import API_CONCURRENCY, Key, Reconciler
 from multitalk.operator.settings import OperatorSettings
 
 TVS = (api.GROUP, api.VERSION, api.PLURAL)
@@ -73,7 +73,7 @@ def _owner(namespace: str | None, meta: Any) -> Key | None:
 async def startup(memo: kopf.Memo, **_: Any) -> None:
     ours: OperatorSettings = memo["settings"]
     # The kubernetes client blocks: its calls run in threads, as many as pooled connections.
-    threads = ours.api_concurrency
+    threads = API_CONCURRENCY
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="kube"))
     reconciler = Reconciler(Kube(load_config(pool_size=threads)), ours)
     memo["reconciler"] = reconciler

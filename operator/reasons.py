@@ -55,10 +55,6 @@ class Phase(StrEnum):
     FAILED = "Failed"
     SUSPENDED = "Suspended"
 
-    @property
-    def terminal(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.FAILED)
-
 
 class Reason(StrEnum):
     """Reasons the operator writes, grouped by the condition that carries them."""

@@ -12,7 +12,7 @@ API traffic (docs/design.md has the figures):
   only when the mirror cannot know them (a Job this process did not create: after a
   restart) and before a final or destructive decision the mirror cannot explain (the
   Job finished but its pod's exit has not arrived; the pending deadline passed).
-- Events for one object are coalesced: a reconcile waits `reconcile_delay_seconds`
+- Events for one object are coalesced: a reconcile waits RECONCILE_DELAY_SECONDS
   after the first trigger and then reads whatever arrived meanwhile, so a pod going
   Pending -> Running -> Succeeded and its Job counting it costs one status write, not four.
 - We are the only writer of .status: what we last wrote is fresher than a body the watch
@@ -51,6 +51,12 @@ log = logging.getLogger("multitalk.operator")
 Key = tuple[str, str]
 T = TypeVar("T")
 
+# Wait this long after an object's first trigger before reconciling it: its Job's and pod's
+# updates arriving meanwhile are handled by that one reconcile (one status write, not four).
+RECONCILE_DELAY_SECONDS = 0.5
+# Concurrent API requests (and client threads, and pooled connections).
+API_CONCURRENCY = 8
+
 
 @dataclass
 class ObjectState:
@@ -82,7 +88,7 @@ class Reconciler:
         self.objects: dict[Key, ObjectState] = {}
         self._job_owners: dict[tuple[str, str], Key] = {}  # (namespace, Job name) -> its TalkingVideo
         self.phases = metrics.PhaseBook()
-        self._api_slots = asyncio.Semaphore(settings.api_concurrency)
+        self._api_slots = asyncio.Semaphore(API_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._event_slots = asyncio.Semaphore(8)
 
@@ -149,7 +155,7 @@ class Reconciler:
         task.add_done_callback(self._tasks.discard)
 
     async def _coalesced(self, key: Key, state: ObjectState) -> None:
-        await asyncio.sleep(self.settings.reconcile_delay_seconds)
+        await asyncio.sleep(RECONCILE_DELAY_SECONDS)
         state.queued = False
         await self._guarded(key, read_progress=False)
 
@@ -173,10 +179,10 @@ class Reconciler:
             for key, state in list(self.objects.items()):
                 if state.tv is None or state.queued:
                     continue
-                phase = state.status().phase
-                if phase is not None and phase.terminal:
+                status = state.status()
+                if status.terminal:
                     continue  # nothing can change any more but through a Job event
-                if phase == Phase.RUNNING and now - state.last_progress >= self.settings.progress_poll_seconds:
+                if status.phase == Phase.RUNNING and now - state.last_progress >= self.settings.progress_poll_seconds:
                     state.last_progress = now
                     due.append((key, True))
                 elif now - state.last_resync >= self.settings.resync_seconds:

@@ -40,11 +40,6 @@ class OperatorSettings(BaseSettings):
     health_port: int = 8081
     progress_poll_seconds: float = 15.0
     resync_seconds: float = 60.0
-    # Wait this long after an object's first trigger before reconciling it: its Job's and
-    # pod's updates arriving meanwhile are handled by that one reconcile (one status write).
-    reconcile_delay_seconds: float = Field(default=0.5, ge=0.0, le=10.0)
-    # Concurrent API requests (and client threads, and pooled connections).
-    api_concurrency: int = Field(default=8, ge=1, le=64)
     watch_server_timeout: int = 300
     watch_client_timeout: int = 330
     # UID/GID the runner pod runs as (Pod Security "restricted" needs a non-root user).
