@@ -22,6 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from multitalk.runner.request import (
+    DEFAULT_MODEL_DIR,
     REQUEST_ENV,
     ApiModel,
     OutputSpec,
@@ -205,7 +206,7 @@ class ModelCacheSpec(ApiModel):
         min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="PVC name in this namespace."
     )
     mount_path: str = Field(
-        default="/models", pattern=r"^/[^:]*$", max_length=256, description="Where the runner sees it."
+        default=DEFAULT_MODEL_DIR, pattern=r"^/[^:]*$", max_length=256, description="Where the runner sees it."
     )
 
 

@@ -11,6 +11,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from multitalk.runner.request import DEFAULT_MODEL_DIR
+
 
 def _split(cls: type, value: object) -> object:
     if isinstance(value, str):
@@ -33,7 +35,7 @@ class OperatorSettings(BaseSettings):
     storage_region: str | None = None
     storage_secret_name: str | None = None  # Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
     model_cache_claim: str | None = None
-    model_cache_mount_path: str = "/models"
+    model_cache_mount_path: str = DEFAULT_MODEL_DIR
     queue_name: str | None = None  # default Kueue LocalQueue
     runtime_class_name: str | None = None
     metrics_port: int = 8080

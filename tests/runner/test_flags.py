@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from multitalk.runner.cli import build_parser, request_from_args
+from multitalk.runner.engines.registry import ENGINES
 from multitalk.runner.flags import FLAGS, SHORT
 from multitalk.runner.request import AudioMode, EngineName, RenderRequest
 
@@ -84,3 +85,8 @@ def test_choices_come_from_the_model() -> None:
     by_path = {f.path: f for f in FLAGS}
     assert by_path[("engine",)].choices == typing.get_args(EngineName)
     assert by_path[("audio_mode",)].choices == typing.get_args(AudioMode)
+
+
+def test_engine_names_are_the_registry() -> None:
+    """EngineName (the request, the CRD, --engine, check --require) and the registry agree."""
+    assert list(ENGINES) == [name for name in typing.get_args(EngineName) if name != "auto"]
