@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
-from multitalk.operator import api, job_builder
-from multitalk.operator.kube import Kube, load_config
+from multitalk.operator import api, job_builder, kube
 from multitalk.operator.reconciler import API_CONCURRENCY, Key, Reconciler
 from multitalk.operator.settings import OperatorSettings
 
@@ -69,13 +67,16 @@ def _owner(namespace: str | None, meta: Any) -> Key | None:
     return (namespace or "", name) if name else None
 
 
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches use the same credentials as the operator's own requests (kube.py)."""
+    return kube.login(settings)
+
+
 @kopf.on.startup()
 async def startup(memo: kopf.Memo, **_: Any) -> None:
     ours: OperatorSettings = memo["settings"]
-    # The kubernetes client blocks: its calls run in threads, as many as pooled connections.
-    threads = API_CONCURRENCY
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="kube"))
-    reconciler = Reconciler(Kube(load_config(pool_size=threads)), ours)
+    reconciler = Reconciler(kube.Kube(connections=API_CONCURRENCY), ours)
     memo["reconciler"] = reconciler
     memo["ticker"] = asyncio.create_task(reconciler.tick_forever(), name="multitalk resync/progress")
 
@@ -87,7 +88,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         ticker.cancel()
     reconciler = memo.get("reconciler")
     if isinstance(reconciler, Reconciler):
-        reconciler.kube.api_client.close()
+        await reconciler.kube.close()
 
 
 @kopf.on.probe(id="talkingvideos")

@@ -67,12 +67,14 @@ def _metadata(body: Mapping[str, Any], keys: tuple[str, ...]) -> Metadata:
     return kept
 
 
-def talkingvideo(body: Mapping[str, Any]) -> TalkingVideoBody:
-    """Spec and status as they are; metadata without managedFields and annotations
-    (kubectl's last-applied-configuration would double the memory of every object)."""
-    return TalkingVideoBody(
-        metadata=_metadata(body, TV_METADATA), spec=dict(body.get("spec") or {}), status=body.get("status")
-    )
+def talkingvideo(body: Mapping[str, Any], with_status: bool = True) -> TalkingVideoBody:
+    """Spec (and status, unless the operator holds a fresher one) as they are; metadata
+    without managedFields and annotations (kubectl's last-applied-configuration would
+    double the memory of every object)."""
+    shrunk = TalkingVideoBody(metadata=_metadata(body, TV_METADATA), spec=dict(body.get("spec") or {}))
+    if with_status:
+        shrunk["status"] = body.get("status")
+    return shrunk
 
 
 def job(body: Mapping[str, Any]) -> JobBody:

@@ -38,7 +38,7 @@ import kopf
 
 from multitalk.operator import api, job_builder, metrics, mirror
 from multitalk.operator.conditions import Event
-from multitalk.operator.kube import ApiException, Kube
+from multitalk.operator.kube import ApiError, Kube
 from multitalk.operator.mirror import JobBody, PodBody, TalkingVideoBody
 from multitalk.operator.observe import current_pod, job_facts, last_failed, pod_facts
 from multitalk.operator.reasons import ConditionType, Phase
@@ -68,8 +68,11 @@ class ObjectState:
     # True once the pod mirror is complete for `job`: this process created the Job (the
     # watch sees every pod from then on), or listed its pods once.
     pods_known: bool = False
-    written: TalkingVideoStatus | None = None  # the last status written
-    written_wire: dict[str, Any] | None = None
+    # The last status written, as sent (fresher than the watch's echo, so the mirror drops
+    # the echo), and what the resync loop needs of it.
+    written: dict[str, Any] | None = None
+    phase: Phase | None = None
+    terminal: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     queued: bool = False  # a coalesced reconcile is scheduled
     last_resync: float = 0.0  # monotonic
@@ -77,8 +80,11 @@ class ObjectState:
 
     def status(self) -> TalkingVideoStatus:
         if self.written is not None:
-            return self.written
+            return read_status(self.written)
         return read_status(self.tv.get("status") if self.tv is not None else None)
+
+    def remember(self, status: TalkingVideoStatus) -> None:
+        self.phase, self.terminal = status.phase, status.terminal
 
 
 class Reconciler:
@@ -89,6 +95,9 @@ class Reconciler:
         self._job_owners: dict[tuple[str, str], Key] = {}  # (namespace, Job name) -> its TalkingVideo
         self.phases = metrics.PhaseBook()
         self._api_slots = asyncio.Semaphore(API_CONCURRENCY)
+        # Reconciles in flight: each holds its intermediate objects (a Job manifest, the
+        # status) while it waits for the API; a burst of 1,000 must not hold them all.
+        self._reconcile_slots = asyncio.Semaphore(2 * API_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._event_slots = asyncio.Semaphore(8)
 
@@ -99,7 +108,10 @@ class Reconciler:
             self.objects.pop(key, None)  # the garbage collector removes Job and pods
             self.phases.set(key, None)
             return
-        self._state(key).tv = mirror.talkingvideo(body)
+        state = self._state(key)
+        state.tv = mirror.talkingvideo(body, with_status=state.written is None)
+        if state.written is None:
+            state.remember(state.status())
         self.nudge(key)
 
     def on_job(self, key: Key, body: Any, deleted: bool) -> None:
@@ -179,10 +191,9 @@ class Reconciler:
             for key, state in list(self.objects.items()):
                 if state.tv is None or state.queued:
                     continue
-                status = state.status()
-                if status.terminal:
+                if state.terminal:
                     continue  # nothing can change any more but through a Job event
-                if status.phase == Phase.RUNNING and now - state.last_progress >= self.settings.progress_poll_seconds:
+                if state.phase == Phase.RUNNING and now - state.last_progress >= self.settings.progress_poll_seconds:
                     state.last_progress = now
                     due.append((key, True))
                 elif now - state.last_resync >= self.settings.resync_seconds:
@@ -196,7 +207,7 @@ class Reconciler:
         state = self.objects.get(key)
         if state is None or state.tv is None:
             return None
-        async with state.lock:
+        async with self._reconcile_slots, state.lock:
             started = time.perf_counter()
             try:
                 return await self._reconcile(key, state, read_progress)
@@ -207,8 +218,8 @@ class Reconciler:
     async def _reconcile(self, key: Key, state: ObjectState, read_progress: bool) -> Reconciliation | None:
         assert state.tv is not None
         tv: dict[str, Any] = dict(state.tv)
-        if state.written_wire is not None:
-            tv["status"] = state.written_wire
+        if state.written is not None:
+            tv["status"] = state.written
         old = state.status()
         job = await self._job(key, state, old)
         pods, listed = await self._pods(key, state, job, fresh=False)
@@ -290,7 +301,7 @@ class Reconciler:
                     namespace, pod.name, job_builder.CONTAINER, 50, self.settings.progress_log_bytes
                 ),
             )
-        except ApiException as exc:  # the pod may end between its event and the log read
+        except ApiError as exc:  # the pod may end between its event and the log read
             log.debug("no log for %s/%s: %s", namespace, pod.name, exc.status)
             return None
         return parse_progress(text)
@@ -305,7 +316,7 @@ class Reconciler:
         try:
             async with self._api_slots:
                 created: dict[str, Any] = await self.kube.create_job(key[0], manifest)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 409:
                 metrics.API_ERRORS.labels(operation="create_job").inc()
                 raise
@@ -325,26 +336,28 @@ class Reconciler:
         async with self._api_slots:
             try:
                 return await coro
-            except ApiException:
+            except ApiError:
                 metrics.API_ERRORS.labels(operation=operation).inc()
                 raise
 
     async def _write(self, key: Key, state: ObjectState, rec: Reconciliation) -> None:
         assert state.tv is not None
         new = rec.status.wire()
-        old = state.written_wire if state.written_wire is not None else (state.tv.get("status") or {})
+        old = state.written if state.written is not None else (state.tv.get("status") or {})
         if new != old:
             patch: dict[str, Any] = {k: None for k in old if k not in new}
             patch.update(new)
             try:
                 await self._call("patch_status", self.kube.patch_status(key[0], key[1], patch))
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status == 404:  # deleted meanwhile
                     self.objects.pop(key, None)
                     self.phases.set(key, None)
                     return
                 raise
-            state.written, state.written_wire = rec.status, new
+            state.written = new
+            state.tv.pop("status", None)  # the mirror's copy is older
+        state.remember(rec.status)
         self.phases.set(key, rec.phase)
         if rec.events:
             # Posted off the object's lock: a slow events API must not delay the status.
@@ -359,7 +372,7 @@ class Reconciler:
             for event in events:
                 try:
                     await self._call("post_event", self.kube.post_event(tv, event.type, event.reason, event.message))
-                except ApiException as exc:  # an event is not worth failing anything
+                except ApiError as exc:  # an event is not worth failing anything
                     log.warning(
                         "could not post event %s on %s/%s: %s",
                         event.reason,
