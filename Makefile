@@ -92,9 +92,11 @@ clean:
 
 # --- A real Kubernetes control plane (tests/cluster, tests/k8s) ---------------------------
 # etcd, kube-apiserver and kube-controller-manager of the release pinned in tests/k8s/go.mod,
-# built once from the Go module proxy into ~/.cache/multitalk-operator (seconds when cached).
+# and tests/kstatus' reader (kstatus and Flux's health checks, pinned in its go.mod), built
+# once from the Go module proxy into ~/.cache/multitalk-operator (seconds when cached).
 k8s-bins:
 	@bash tests/k8s/build.sh >/dev/null
+	@bash tests/kstatus/build.sh >/dev/null
 
 CLUSTER_DIR ?= out/cluster
 

@@ -7,7 +7,12 @@ until all Jobs exist and until all TalkingVideos are Complete, the delay between
 Job completing and its TalkingVideo reading Complete, API requests per object made by
 the operator (from the audit log), and the operator's CPU seconds and peak RSS.
 
-    .venv/bin/python benchmarks/cluster_scale.py [--count 1000]
+The operator runs as its image runs it: from a virtualenv holding requirements/operator.txt
+and the package (Dockerfile.operator's steps, cached under build/bench/), not from the
+test environment, whose extra packages (the kubernetes client: ~45 MiB once kopf imports
+it) the image does not have. `--operator-env dev` runs it from this interpreter's venv.
+
+    .venv/bin/python benchmarks/cluster_scale.py [--count 1000] [--operator-env image|dev]
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
+import hashlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +41,21 @@ from cluster.testnode import TestNode
 from kubernetes import client
 
 NAMESPACE = "bench"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def operator_venv() -> Path:
+    """A virtualenv like the operator image's: the lock file, then the package without deps."""
+    lock = ROOT / "requirements" / "operator.txt"
+    venv = ROOT / "build" / "bench" / f"operator-{hashlib.sha256(lock.read_bytes()).hexdigest()[:12]}"
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    if not (venv / ".locked").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([*pip, "-r", str(lock)], check=True, cwd="/")
+        (venv / ".locked").touch()
+    # The package as it is now (a regular install, as the image's `pip install --no-deps .`).
+    subprocess.run([*pip, "--no-deps", "--force-reinstall", str(ROOT)], check=True, cwd="/")
+    return venv
 
 
 def proc_usage(pid: int) -> tuple[float, int]:
@@ -67,7 +89,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=1000, help="TalkingVideos to apply at once")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
+    parser.add_argument(
+        "--operator-env", choices=["image", "dev"], default="image", help="the operator's virtualenv (see above)"
+    )
     args = parser.parse_args()
+    extra_env = []
+    if args.operator_env == "image":
+        path = f"{operator_venv() / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+        extra_env.append({"name": "PATH", "value": path})
 
     plane = ControlPlane(ensure_binaries(), audit_log=True)
     plane.start()
@@ -79,7 +108,8 @@ def main() -> int:
     )
     gpus.start()
     try:
-        install.install(cluster, install.chart_values("http://127.0.0.1:9", secret_name=""))
+        values = install.chart_values("http://127.0.0.1:9", secret_name="", operator={"extraEnv": extra_env})
+        install.install(cluster, values)
         operator = install.wait_operator_running(cluster, system)
         client.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}})
         time.sleep(3)  # let the operator finish its start-up lists before the burst
@@ -155,7 +185,7 @@ def main() -> int:
         print(f"all API requests (every client):      {sum(by_user.values())}")
         print(f"operator CPU during the run:          {cpu_after - cpu_before:.1f} s")
         print(f"operator peak RSS:                    {peak / 2**20:.0f} MiB")
-        print(f"operator pod:                         {operator['metadata']['name']}")
+        print(f"operator pod:                         {operator['metadata']['name']} ({args.operator_env} env)")
         return 0 if done_at else 1
     finally:
         gpus.stop()

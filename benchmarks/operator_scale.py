@@ -97,10 +97,16 @@ RESULT = json.dumps(
 async def finish(cluster: Cluster, job: dict[str, Any], create_pod: bool = True, complete_job: bool = True) -> None:
     """Play Kueue, the Job controller and the kubelet: admitted, ran, succeeded."""
     name = job["metadata"]["name"]
+    template = job["spec"]["template"]["metadata"]  # the Job controller copies its labels and annotations
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": f"{name}-p", "namespace": "media", "labels": {"batch.kubernetes.io/job-name": name}},
+        "metadata": {
+            "name": f"{name}-p",
+            "namespace": "media",
+            "labels": {**template.get("labels", {}), "batch.kubernetes.io/job-name": name},
+            "annotations": dict(template.get("annotations", {})),
+        },
         "spec": {"nodeName": "gpu-1", "containers": [{"name": "runner"}]},
         "status": {
             "phase": "Succeeded",

@@ -1,35 +1,38 @@
-"""The TalkingVideo API (multitalk.dev/v1alpha1): spec and status models.
+"""The TalkingVideo API (multitalk.dev/v1alpha1): names and the spec.
 
-One source of truth: the render fields are the runner's own request sub-models and the
-status sections are the runner's result sections, so the CRD schema (crd.py), the
-operator's MULTITALK_REQUEST and the runner's parser cannot drift apart. What only the
-cluster needs (secret reference, runner pod, scheduling, model cache, Job knobs) is
-added here. Pydantic validators mirror the CRD's CEL rules so the operator can judge an
-object the API server did not (no CRD validation, or an older CRD): it then ends in
-Failed/InvalidSpec instead of creating a Job.
+The spec *is* the runner's request plus what only the cluster needs: `TalkingVideoSpec`
+inherits the render fields from `RenderRequest` (runner/request.py) and narrows a few to
+what works in a pod (inputs from S3, HTTPS or data:, the video to S3, a Secret for the
+credentials); the runner container, scheduling, model cache and Job knobs are added here.
+So the CRD schema (crd.py), the operator's MULTITALK_REQUEST and the runner's parser cannot
+drift apart, and a render field added to the request appears in the CRD by itself.
+
+Rules with a Python and a CEL form are `Rule`s (runner/rules.py): the operator judges an
+object the API server did not (no CRD validation, or an older CRD) exactly as the API
+server would, and ends it in Failed/InvalidSpec instead of creating a Job.
+The status models are in status_types.py.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from multitalk.runner.request import (
+    DEFAULT_MODEL_DIR,
+    REQUEST_ENV,
     ApiModel,
-    AudioMode,
-    EngineName,
-    LiteSpec,
     OutputSpec,
     RenderRequest,
-    SamplingSpec,
     Speaker,
     StorageSpec,
-    VideoSpec,
-    check_distinct_bboxes,
+    describe_validation_error,
 )
-from multitalk.runner.result import AudioReport, EngineReport, OutputReport, Timings
+from multitalk.runner.result import RESULT_PATH_ENV
+from multitalk.runner.rules import Rule
 
 GROUP = "multitalk.dev"
 VERSION = "v1alpha1"
@@ -53,19 +56,18 @@ MAX_INLINE_AUDIO = 24 * 1024
 MAX_INLINE_TOTAL = 96 * 1024
 
 # Names the operator sets itself; a user's runner.env must not shadow them.
-RESERVED_ENV = ("MULTITALK_REQUEST", "MULTITALK_RESULT_PATH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+RESERVED_ENV = (REQUEST_ENV, RESULT_PATH_ENV, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+NOT_RESERVED = Rule(
+    cel=f"!(self in [{', '.join(repr(name).replace(chr(39), chr(34)) for name in RESERVED_ENV)}])",
+    holds=lambda name: name not in RESERVED_ENV,
+    message="is set by the operator and cannot be overridden",
+    detail=lambda name: name,
+)
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 # Marks schema nodes whose content is Kubernetes' own (affinity, valueFrom ...): kept as-is.
 FREE_FORM: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
-
-
-def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"rule": rule, "message": message}
-    if field_path:
-        out["fieldPath"] = field_path
-    return out
 
 
 def _input_uri(value: str, what: str) -> str:
@@ -84,19 +86,6 @@ class ClusterSpeaker(Speaker):
         max_length=MAX_INLINE_AUDIO,
         json_schema_extra={"pattern": CLUSTER_INPUT_PATTERN},
         description="Speech for this person: s3://bucket/key, https://... or a small data: URI (<= 24 KiB).",
-    )
-    bbox: tuple[float, float, float, float] | None = Field(
-        default=None,
-        description="Box of this person's face in image pixels, rows first: [top, left, bottom, right].",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "self[0] < self[2] && self[1] < self[3]",
-                    "bbox is [top, left, bottom, right]: need top < bottom and left < right",
-                ),
-                _cel("self.all(v, v >= 0.0)", "bbox values are pixels and must be >= 0"),
-            ]
-        },
     )
 
     @field_validator("audio")
@@ -149,19 +138,11 @@ class ResourceRequirements(ApiModel):
 class EnvVar(ApiModel):
     """An extra environment variable of the runner container."""
 
-    name: str = Field(
+    name: Annotated[str, NOT_RESERVED] = Field(
         min_length=1,
         max_length=256,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Variable name; MULTITALK_REQUEST, MULTITALK_RESULT_PATH and the AWS keys are set by the operator.",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "!(self in " + str(list(RESERVED_ENV)).replace("'", '"') + ")",
-                    "is set by the operator and cannot be overridden",
-                )
-            ]
-        },
+        description=f"Variable name; {', '.join(RESERVED_ENV[:2])} and the AWS keys are set by the operator.",
     )
     value: str | None = Field(default=None, max_length=32768, description="Literal value.")
     value_from: dict[str, Any] | None = Field(
@@ -169,13 +150,6 @@ class EnvVar(ApiModel):
         description="A Pod EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef ...).",
         json_schema_extra=FREE_FORM,
     )
-
-    @field_validator("name")
-    @classmethod
-    def _not_reserved(cls, v: str) -> str:
-        if v in RESERVED_ENV:
-            raise ValueError(f"{v} is set by the operator and cannot be overridden")
-        return v
 
 
 class RunnerSpec(ApiModel):
@@ -232,54 +206,39 @@ class ModelCacheSpec(ApiModel):
         min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="PVC name in this namespace."
     )
     mount_path: str = Field(
-        default="/models", pattern=r"^/[^:]*$", max_length=256, description="Where the runner sees it."
+        default=DEFAULT_MODEL_DIR, pattern=r"^/[^:]*$", max_length=256, description="Where the runner sees it."
     )
 
 
-# Render fields go into MULTITALK_REQUEST; the rest shapes the Job. Immutable fields
-# (every spec field except MUTABLE_FIELDS) get a CEL `self == oldSelf` transition rule:
-# a new render is a new object.
-RENDER_FIELDS = (
-    "engine",
-    "allow_fallback",
-    "image",
-    "speakers",
-    "audio_mode",
-    "prompt",
-    "video",
-    "sampling",
-    "lite",
-    "output",
-    "storage",
-)
+# Every spec field except these gets a CEL `self == oldSelf` transition rule (crd.py): a
+# new render is a new object.
 MUTABLE_FIELDS = ("suspend", "pending_deadline_seconds")
 
 
-class TalkingVideoSpec(ApiModel):
+class TalkingVideoSpec(RenderRequest):
     """A talking video to render: speech + portrait in, H.264 MP4 out. Immutable except suspend."""
 
-    engine: EngineName = Field(default="auto", description="auto picks the best engine available on the node.")
-    allow_fallback: bool = Field(
-        default=False, description="With an explicit engine: may a weaker engine stand in when it is unavailable?"
+    # The render fields (engine ... storage) are RenderRequest's; four are narrowed here to
+    # what works in a cluster. Everything after `storage` shapes the Job.
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!self.allowFallback || self.engine != 'auto'",
+            holds=lambda spec: not (spec.allow_fallback and spec.engine == "auto"),
+            message="allowFallback needs an explicit engine (auto already picks what is available)",
+            field_path=".allowFallback",
+        ),
     )
+
     image: str | None = Field(
         default=None,
         max_length=MAX_INLINE_IMAGE,
         json_schema_extra={"pattern": CLUSTER_INPUT_PATTERN},
         description="Reference portrait (jpeg/png/webp): s3://bucket/key, https://... or a data: URI (<= 48 KiB).",
     )
-    speakers: list[ClusterSpeaker] = Field(
+    speakers: Sequence[ClusterSpeaker] = Field(
         min_length=1, max_length=2, description="One or two voices; speaker i drives person i in the image."
     )
-    audio_mode: AudioMode = Field(
-        default="sequential", description="Two speakers: take turns (sequential) or talk at once (simultaneous)."
-    )
-    prompt: str = Field(
-        default="A person talks to the camera.", max_length=2000, description="Scene description (multitalk engine)."
-    )
-    video: VideoSpec = Field(default_factory=VideoSpec, description="Frame size, rate and length limits.")
-    sampling: SamplingSpec = Field(default_factory=SamplingSpec, description="Diffusion sampling (multitalk engine).")
-    lite: LiteSpec = Field(default_factory=LiteSpec, description="Knobs of the CPU lite engine.")
     output: ClusterOutputSpec = Field(description="Where the MP4 (and its poster and manifest) go.")
     storage: ClusterStorageSpec = Field(default_factory=ClusterStorageSpec, description="S3 endpoint and credentials.")
     runner: RunnerSpec = Field(default_factory=RunnerSpec, description="Runner container image, resources and env.")
@@ -317,142 +276,29 @@ class TalkingVideoSpec(ApiModel):
     def _cluster_image(cls, v: str | None) -> str | None:
         return None if v is None else _input_uri(v, "image")
 
-    @field_validator("speakers")
-    @classmethod
-    def _distinct_bboxes(cls, v: list[ClusterSpeaker]) -> list[ClusterSpeaker]:
-        # The runner's rule: without it here, render_request() would refuse a spec this
-        # model accepted. No CEL mirror yet: the API server still admits such a spec.
-        check_distinct_bboxes(v)
-        return v
-
     @model_validator(mode="after")
-    def _cross_field_rules(self) -> TalkingVideoSpec:
-        # Mirrors the CEL rules on the spec (crd.SPEC_RULES).
-        if len(self.speakers) == 2 and self.image is None and self.engine != "placeholder":
-            raise ValueError("two speakers need an image with two people (image is missing)")
+    def _inline_inputs_fit(self) -> TalkingVideoSpec:
+        # Python only: CEL cannot sum over a list. Each input's own maxLength is in the schema.
         inline = len(self.image or "") + sum(len(s.audio) for s in self.speakers)
         if inline > MAX_INLINE_TOTAL:
             raise ValueError(
                 f"inline data: inputs total {inline} bytes; at most {MAX_INLINE_TOTAL} fit in the runner's "
                 "environment. Upload larger files to S3 and use s3:// or https:// URIs"
             )
-        if self.allow_fallback and self.engine == "auto":
-            raise ValueError("allowFallback needs an explicit engine (auto already picks what is available)")
         return self
-
-
-# --- status ---------------------------------------------------------------------------------
-
-Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended"]
-ConditionType = Literal["Accepted", "Admitted", "Running", "Complete", "Failed"]
-CONDITION_TYPES: tuple[ConditionType, ...] = ("Accepted", "Admitted", "Running", "Complete", "Failed")
-
-
-class Condition(ApiModel):
-    """A metav1.Condition."""
-
-    type: str = Field(max_length=316, description="Accepted, Admitted, Running, Complete or Failed.")
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(
-        max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", description="CamelCase cause."
-    )
-    message: str = Field(default="", max_length=32768, description="What happened, for a person.")
-    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
-    observed_generation: int | None = Field(default=None, ge=0, description="Generation the condition was set for.")
-
-
-class JobRef(ApiModel):
-    name: str = Field(description="The child Job.")
-
-
-class PodRef(ApiModel):
-    name: str = Field(description="The runner pod (latest attempt).")
-    node_name: str | None = Field(default=None, description="Node it runs or ran on.")
-
-
-class Attempts(ApiModel):
-    failed: int = Field(default=0, description="Runner pods that failed (counted towards backoffLimit).")
-    active: int = Field(default=0, description="Runner pods running now.")
-
-
-class StatusTimings(Timings):
-    """Seconds spent in each stage; queueSeconds is creation -> runner container started."""
-
-    queue_seconds: float | None = None
-
-
-class Progress(ApiModel):
-    stage: str = Field(description="download, load, features, generate, upload or done.")
-    percent: float = Field(ge=0, le=100, description="Percent of the render done.")
-
-
-class LastFailure(ApiModel):
-    reason: str = Field(description="Why the last attempt failed (same vocabulary as the Failed condition).")
-    message: str = Field(description="Details for a person.")
-    exit_code: int | None = Field(default=None, description="Runner exit code, when a container ended.")
-    time: str | None = Field(default=None, description="When it ended (RFC 3339).")
-    field: str | None = Field(default=None, description="Spec field the failure concerns, when known.")
-    log_tail: str | None = Field(
-        default=None, description="Last lines of the runner's log when it crashed without a result."
-    )
-
-
-class TalkingVideoStatus(ApiModel):
-    """Recomputed by the operator from the TalkingVideo, its Job and the Job's pod."""
-
-    observed_generation: int | None = Field(default=None, description="metadata.generation this status reflects.")
-    phase: Phase | None = Field(
-        default=None, description="Derived from the conditions, for people and printer columns."
-    )
-    message: str | None = Field(default=None, description="One-line summary of the latest state.")
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Accepted, Admitted, Running, Complete, Failed (metav1.Condition).",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    start_time: str | None = Field(default=None, description="When the Job started (RFC 3339).")
-    completion_time: str | None = Field(default=None, description="When the render ended, either way (RFC 3339).")
-    duration_seconds: float | None = Field(default=None, description="completionTime - startTime, or so far.")
-    duration: str | None = Field(
-        default=None, description="durationSeconds for people (1m23s), for the DURATION column."
-    )
-    job: JobRef | None = None
-    pod: PodRef | None = None
-    attempts: Attempts | None = None
-    engine: EngineReport | None = None
-    timings: StatusTimings | None = None
-    audio: AudioReport | None = None
-    progress: Progress | None = None
-    progress_text: str | None = Field(
-        default=None, description="Progress for the PROGRESS column, e.g. 'generate 42%'."
-    )
-    output: OutputReport | None = None
-    last_failure: LastFailure | None = None
-
-
-class TalkingVideo(ApiModel):
-    """The whole object as the API returns it (metadata is Kubernetes')."""
-
-    api_version: Literal["multitalk.dev/v1alpha1"] = "multitalk.dev/v1alpha1"
-    kind: Literal["TalkingVideo"] = "TalkingVideo"
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    spec: TalkingVideoSpec
-    status: TalkingVideoStatus | None = None
 
 
 # --- spec -> request ------------------------------------------------------------------------
 
 
 def render_request(spec: TalkingVideoSpec) -> RenderRequest:
-    """The runner's request (MULTITALK_REQUEST): the render fields, storage without secrets."""
-    data: dict[str, Any] = {}
-    for name in RENDER_FIELDS:
-        data[name] = getattr(spec, name)
-    storage = spec.storage
-    data["storage"] = StorageSpec(endpoint=storage.endpoint, region=storage.region)
-    data["speakers"] = [Speaker.model_validate(s.model_dump()) for s in spec.speakers]
-    data["output"] = OutputSpec.model_validate(spec.output.model_dump())
+    """The runner's request (MULTITALK_REQUEST): the render fields, storage without the secret."""
+    data = spec.model_dump(include=set(RenderRequest.model_fields), exclude={"storage": {"secret_ref"}})
     return RenderRequest.model_validate(data)
+
+
+class InvalidSpecError(ValueError):
+    """A spec the operator cannot render; the message names the fields."""
 
 
 def parse_spec(raw: Any) -> TalkingVideoSpec:
@@ -460,23 +306,4 @@ def parse_spec(raw: Any) -> TalkingVideoSpec:
     try:
         return TalkingVideoSpec.model_validate(raw or {})
     except ValidationError as exc:
-        raise InvalidSpecError(describe_validation_error(exc)) from exc
-
-
-class InvalidSpecError(ValueError):
-    """A spec the operator cannot render; the message names the fields."""
-
-
-def describe_validation_error(exc: ValidationError, prefix: str = "spec") -> str:
-    """'spec.video.width: must be even ...; spec.engine: ...' with camelCase field paths."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join([prefix, *(_camel(p) if isinstance(p, str) else str(p) for p in err["loc"])])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(w.title() for w in rest)
+        raise InvalidSpecError(describe_validation_error(exc, "spec")) from exc

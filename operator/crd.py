@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from multitalk.operator import api
+from multitalk.operator.status_types import TalkingVideoStatus
 from multitalk.runner.request import ApiModel
 
 CRD_NAME = f"{api.PLURAL}.{api.GROUP}"
@@ -34,34 +35,6 @@ CRD_PATH = Path(__file__).resolve().parent.parent / "crds" / f"{CRD_NAME}.yaml"
 IMMUTABLE_MESSAGE = (
     "is immutable: a new render is a new TalkingVideo (only suspend and pendingDeadlineSeconds may change)"
 )
-
-# CEL rules on the spec object itself (mirrored by TalkingVideoSpec's validators).
-SPEC_RULES: list[dict[str, Any]] = [
-    {
-        "rule": "size(self.speakers) < 2 || has(self.image) || self.engine == 'placeholder'",
-        "message": "two speakers need an image with two people (image is missing)",
-        "fieldPath": ".image",
-    },
-    {
-        "rule": "!self.allowFallback || self.engine != 'auto'",
-        "message": "allowFallback needs an explicit engine (auto already picks what is available)",
-        "fieldPath": ".allowFallback",
-    },
-]
-
-# CEL rules on the runner's own models (runner/request.py), keyed by property path.
-EXTRA_RULES: dict[tuple[str, ...], list[dict[str, Any]]] = {
-    ("spec", "video"): [
-        {
-            "rule": "!has(self.durationSeconds) || self.durationSeconds <= self.maxDurationSeconds",
-            "message": "durationSeconds must not exceed maxDurationSeconds",
-            "fieldPath": ".durationSeconds",
-        }
-    ],
-    ("spec", "sampling", "loras", "[]", "path"): [
-        {"rule": "!self.matches('(^|/)[.][.](/|$)')", "message": "must stay inside the model cache (no '..')"}
-    ],
-}
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -188,17 +161,10 @@ def _type_args(annotation: Any) -> list[Any]:
     return out
 
 
-def _at(schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
-    node = schema
-    for part in path:
-        node = node["items"] if part == "[]" else node["properties"][part]
-    return node
-
-
 def spec_schema() -> dict[str, Any]:
-    """The structural schema of .spec, with the CEL rules."""
+    """The structural schema of .spec: the models' CEL rules (runner/rules.py), plus immutability."""
     spec = _model_schema(api.TalkingVideoSpec)
-    spec.setdefault("x-kubernetes-validations", []).extend(copy.deepcopy(SPEC_RULES))
+    spec.setdefault("x-kubernetes-validations", [])
     required = set(spec.get("required", []))
     for name, field in api.TalkingVideoSpec.model_fields.items():
         if name in api.MUTABLE_FIELDS:
@@ -216,14 +182,11 @@ def spec_schema() -> dict[str, Any]:
                     "fieldPath": f".{alias}",
                 }
             )
-    wrapper = {"type": "object", "properties": {"spec": spec}}
-    for path, rules in EXTRA_RULES.items():
-        _at(wrapper, path).setdefault("x-kubernetes-validations", []).extend(copy.deepcopy(rules))
     return spec
 
 
 def status_schema() -> dict[str, Any]:
-    return _model_schema(api.TalkingVideoStatus)
+    return _model_schema(TalkingVideoStatus)
 
 
 def openapi_schema() -> dict[str, Any]:

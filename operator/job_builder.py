@@ -1,9 +1,11 @@
 """TalkingVideo + operator settings -> the batch/v1 Job manifest that renders it (pure).
 
-The Job is created once and never re-patched (Kueue owns `suspend` and may add node
-selectors); ownerReferences are added by the handler. Everything a user might tune is
-passed through from the spec, everything else is the secure default: restricted Pod
-Security, no API token, read-only root filesystem with an emptyDir for scratch.
+The Job is created once. Afterwards the operator patches only its `spec.suspend`, and
+only without a Kueue queue (spec.suspend of the TalkingVideo; with a queue Kueue owns it
+and may add node selectors); ownerReferences are added by the reconciler. Everything a
+user might tune is passed through from the spec, everything else is the secure default:
+restricted Pod Security, no API token, read-only root filesystem with an emptyDir for
+scratch.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Any
 from multitalk.operator import api
 from multitalk.operator.settings import OperatorSettings
 from multitalk.runner.errors import PERMANENT_EXIT_CODES
+from multitalk.runner.request import MODEL_DIR_ENV, REQUEST_ENV
+from multitalk.runner.result import RESULT_PATH_ENV, TERMINATION_LOG
 
 CONTAINER = "runner"
 SCRATCH_PATH = "/tmp"
-RESULT_PATH = "/dev/termination-log"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-# Our own labels and annotations on children.
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on its pods
+# Our own labels and annotations on children (Job and pods).
+MANAGER = "multitalk-operator"
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_TV_UID = f"{api.GROUP}/talkingvideo-uid"
@@ -52,7 +57,7 @@ def job_name(tv_name: str, tv_uid: str) -> str:
 
 
 def request_json(spec: api.TalkingVideoSpec) -> str:
-    """MULTITALK_REQUEST: compact, key-sorted so its hash is stable."""
+    """The request's environment variable: compact, key-sorted so its hash is stable."""
     return json.dumps(api.render_request(spec).wire(), separators=(",", ":"), sort_keys=True)
 
 
@@ -85,8 +90,8 @@ def _wants_gpu(resources: Mapping[str, Any]) -> bool:
 
 def _env(spec: api.TalkingVideoSpec, settings: OperatorSettings, model_path: str | None) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
-        {"name": "MULTITALK_REQUEST", "value": request_json(spec)},
-        {"name": "MULTITALK_RESULT_PATH", "value": RESULT_PATH},
+        {"name": REQUEST_ENV, "value": request_json(spec)},
+        {"name": RESULT_PATH_ENV, "value": TERMINATION_LOG},
         # Read-only root filesystem: every cache and temp file lives in the scratch emptyDir.
         {"name": "HOME", "value": SCRATCH_PATH},
         {"name": "TMPDIR", "value": SCRATCH_PATH},
@@ -94,7 +99,7 @@ def _env(spec: api.TalkingVideoSpec, settings: OperatorSettings, model_path: str
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     if model_path:
-        env.append({"name": "MULTITALK_MODEL_DIR", "value": model_path})
+        env.append({"name": MODEL_DIR_ENV, "value": model_path})
     secret = spec.storage.secret_ref.name if spec.storage.secret_ref else settings.storage_secret_name
     if secret:
         # The operator never reads the Secret: the kubelet resolves it for the pod.
@@ -110,32 +115,13 @@ def _env(spec: api.TalkingVideoSpec, settings: OperatorSettings, model_path: str
     return env
 
 
-def build_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: OperatorSettings) -> dict[str, Any]:
-    """The Job manifest for one TalkingVideo (without ownerReferences)."""
-    meta = tv.get("metadata", {})
-    name, namespace, uid = meta["name"], meta.get("namespace"), meta.get("uid", "")
-    labels = copied_labels(meta.get("labels"), settings.copy_label_keys)
-    own_labels = {
-        LABEL_NAME: "multitalk-runner",
-        LABEL_MANAGED_BY: "multitalk-operator",
-        LABEL_TV_UID: uid,
-    }
-    queue = spec.scheduling.queue_name or settings.queue_name
-    job_labels = {**labels, **own_labels}
-    if queue:
-        job_labels[KUEUE_QUEUE_LABEL] = queue
-
-    resources = _resources(spec, settings)
+def _container(spec: api.TalkingVideoSpec, settings: OperatorSettings, resources: dict[str, Any]) -> dict[str, Any]:
     claim = spec.model_cache.claim_name if spec.model_cache else settings.model_cache_claim
     mount_path = spec.model_cache.mount_path if spec.model_cache else settings.model_cache_mount_path
-
-    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH_PATH}]
     if claim:
-        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
         mounts.append({"name": "models", "mountPath": mount_path, "readOnly": True})
-
-    container: dict[str, Any] = {
+    return {
         "name": CONTAINER,
         "image": spec.runner.image or settings.runner_image,
         "imagePullPolicy": settings.runner_image_pull_policy,
@@ -143,7 +129,7 @@ def build_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: Opera
         "env": _env(spec, settings, mount_path if claim else None),
         "resources": resources,
         "volumeMounts": mounts,
-        "terminationMessagePath": RESULT_PATH,
+        "terminationMessagePath": TERMINATION_LOG,
         # A runner that dies before writing its result leaves the log tail instead.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
@@ -155,10 +141,16 @@ def build_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: Opera
         },
     }
 
+
+def _pod_spec(spec: api.TalkingVideoSpec, settings: OperatorSettings) -> dict[str, Any]:
+    resources = _resources(spec, settings)
+    claim = spec.model_cache.claim_name if spec.model_cache else settings.model_cache_claim
+    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
+    if claim:
+        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     tolerations = [t.wire() for t in spec.scheduling.tolerations]
     if _wants_gpu(resources) and not any(t.get("key") == GPU_RESOURCE for t in tolerations):
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
-
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -170,21 +162,27 @@ def build_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: Opera
             "fsGroup": settings.runner_run_as_user,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [container],
+        "containers": [_container(spec, settings, resources)],
         "volumes": volumes,
     }
-    if spec.scheduling.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.scheduling.node_selector)
+    scheduling = spec.scheduling
+    if scheduling.node_selector:
+        pod_spec["nodeSelector"] = dict(scheduling.node_selector)
     if tolerations:
         pod_spec["tolerations"] = tolerations
-    if spec.scheduling.affinity:
-        pod_spec["affinity"] = dict(spec.scheduling.affinity)
-    if spec.scheduling.priority_class_name:
-        pod_spec["priorityClassName"] = spec.scheduling.priority_class_name
-    runtime_class = spec.scheduling.runtime_class_name or settings.runtime_class_name
+    if scheduling.affinity:
+        pod_spec["affinity"] = dict(scheduling.affinity)
+    if scheduling.priority_class_name:
+        pod_spec["priorityClassName"] = scheduling.priority_class_name
+    runtime_class = scheduling.runtime_class_name or settings.runtime_class_name
     if runtime_class:
         pod_spec["runtimeClassName"] = runtime_class
+    return pod_spec
 
+
+def _job_spec(
+    spec: api.TalkingVideoSpec, settings: OperatorSettings, queue: str | None, template: dict[str, Any]
+) -> dict[str, Any]:
     job_spec: dict[str, Any] = {
         # Kueue admits a queued Job by un-suspending it; without a queue, spec.suspend holds it.
         "suspend": bool(queue) or spec.suspend,
@@ -205,14 +203,30 @@ def build_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: Opera
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]
         },
-        "template": {
-            "metadata": {"labels": {**labels, **own_labels}},
-            "spec": pod_spec,
-        },
+        "template": template,
     }
     if spec.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    return job_spec
 
+
+def build_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """The Job manifest for one TalkingVideo (without ownerReferences)."""
+    meta = tv.get("metadata", {})
+    name, namespace, uid = meta["name"], meta.get("namespace"), meta.get("uid", "")
+    labels = {
+        **copied_labels(meta.get("labels"), settings.copy_label_keys),
+        LABEL_NAME: "multitalk-runner",
+        LABEL_MANAGED_BY: MANAGER,
+        LABEL_TV_UID: uid,
+    }
+    queue = spec.scheduling.queue_name or settings.queue_name
+    job_labels = {**labels, KUEUE_QUEUE_LABEL: queue} if queue else labels
+    # Pods carry the owner's name too: the operator's pod watch finds their TalkingVideo by it.
+    template = {
+        "metadata": {"labels": labels, "annotations": {ANNOTATION_TV_NAME: name}},
+        "spec": _pod_spec(spec, settings),
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -226,5 +240,5 @@ def build_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: Opera
                 ANNOTATION_GENERATION: str(meta.get("generation", 1)),
             },
         },
-        "spec": job_spec,
+        "spec": _job_spec(spec, settings, queue, template),
     }

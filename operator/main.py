@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import kopf
+from pydantic import ValidationError
 
 from multitalk.operator import metrics
 from multitalk.operator.settings import OperatorSettings
+from multitalk.runner.request import describe_validation_error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,13 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    settings = OperatorSettings()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        settings = OperatorSettings()
+    except ValidationError as exc:
+        print(f"multitalk-operator: bad settings: {describe_validation_error(exc, 'MULTITALK')}", file=sys.stderr)
+        return 2
     # Importing registers the handlers with kopf's default registry.
-    from multitalk.operator import handlers  # noqa: F401
+    from multitalk.operator import handlers
 
     metrics.serve(settings.metrics_port)
     kopf.run(
@@ -33,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        settings=handlers.kopf_settings(settings),
+        memo=kopf.Memo(settings=settings),
     )
     return 0
 

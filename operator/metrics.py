@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from multitalk.operator.reasons import Phase
+from multitalk.operator.status_types import TalkingVideoStatus
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 RUNS = Counter(
@@ -39,18 +42,16 @@ API_ERRORS = Counter(
 )
 JOBS_CREATED = Counter("multitalk_jobs_created_total", "Child Jobs created.", registry=REGISTRY)
 
-PHASES = ("Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended")
-
 
 class PhaseBook:
     """The phase of every known object, mirrored into the OBJECTS gauge."""
 
     def __init__(self) -> None:
-        self._phases: dict[tuple[str, str], str] = {}
-        for name in PHASES:
+        self._phases: dict[tuple[str, str], Phase] = {}
+        for name in Phase:
             OBJECTS.labels(phase=name).set(0)
 
-    def set(self, key: tuple[str, str], phase: str | None) -> None:
+    def set(self, key: tuple[str, str], phase: Phase | None) -> None:
         before = self._phases.get(key)
         if before == phase:
             return
@@ -61,6 +62,17 @@ class PhaseBook:
         else:
             self._phases[key] = phase
             OBJECTS.labels(phase=phase).inc()
+
+
+def count_run(status: TalkingVideoStatus, reason: str) -> None:
+    """A render ended (Complete or Failed turned True): count it and observe its times."""
+    engine = (status.engine.name if status.engine else None) or "unknown"
+    result = "succeeded" if status.phase == Phase.SUCCEEDED else "failed"
+    RUNS.labels(engine=engine, result=result, reason=reason).inc()
+    if status.timings is not None and status.timings.queue_seconds is not None:
+        QUEUE_SECONDS.observe(status.timings.queue_seconds)
+    if status.duration_seconds is not None:
+        RENDER_SECONDS.labels(engine=engine).observe(status.duration_seconds)
 
 
 def serve(port: int) -> None:

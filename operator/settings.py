@@ -1,4 +1,8 @@
-"""Operator configuration, read from MULTITALK_* environment variables (set by the Helm chart)."""
+"""Operator configuration, read from MULTITALK_* environment variables (set by the Helm chart).
+
+Built once, in main.py, and passed to everything that needs it (kopf's memo carries it to
+the startup handler): importing a module never reads the environment.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from multitalk.runner.request import DEFAULT_MODEL_DIR
 
 
 def _split(cls: type, value: object) -> object:
@@ -29,7 +35,7 @@ class OperatorSettings(BaseSettings):
     storage_region: str | None = None
     storage_secret_name: str | None = None  # Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
     model_cache_claim: str | None = None
-    model_cache_mount_path: str = "/models"
+    model_cache_mount_path: str = DEFAULT_MODEL_DIR
     queue_name: str | None = None  # default Kueue LocalQueue
     runtime_class_name: str | None = None
     metrics_port: int = 8080
@@ -40,7 +46,7 @@ class OperatorSettings(BaseSettings):
     watch_client_timeout: int = 330
     # UID/GID the runner pod runs as (Pod Security "restricted" needs a non-root user).
     runner_run_as_user: int = 10001
-    # Bytes of the running pod's log read for the progress line; events/metrics toggles.
+    # Bytes of the running pod's log read for the progress line.
     progress_log_bytes: int = 4096
     # Extra label keys (beyond the built-in allow-list) copied from a TalkingVideo to its Job.
     copy_label_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -80,18 +80,30 @@ def _model_files(model_dir: Path, limit: int = 50) -> dict[str, Any]:
     return {"dir": str(model_dir), "exists": True, "count": total, "files": files, "truncated": total > limit}
 
 
+def _auto(engines: dict[str, Any]) -> str | None:
+    """What `auto` renders with here, as pipeline.select_engine picks it (request checks
+    aside): the first available engine, none when a misconfigured one comes first."""
+    for name, engine in engines.items():
+        if engine.get("misconfigured"):
+            return None
+        if engine["available"]:
+            return name
+    return None
+
+
 def check_report(model_dir: Path) -> dict[str, Any]:
     engines: dict[str, Any] = {}
     for name in ENGINES:
         try:
             _, avail = create_engine(name, model_dir)
             engines[name] = {"available": avail.available, "reason": avail.reason, **avail.details}
+            if avail.misconfigured:
+                engines[name]["misconfigured"] = True
         except Exception as exc:  # a broken engine must not break the probe
             engines[name] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
-    best = next((n for n, e in engines.items() if e["available"]), None)
     return {
         "engines": engines,
-        "auto": best,
+        "auto": _auto(engines),
         "gpu": _gpu(),
         "models": _model_files(model_dir),
         "versions": _versions(),

@@ -13,9 +13,9 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, get_args
 
-# Only the standard library and errors.py at module level: `render` installs its SIGTERM
+# Only the standard library and errors.py at module level: `main` installs its SIGTERM
 # handler before pydantic, numpy, PyAV or an engine's stack load (about a second here,
 # far longer on a cold node), so an early SIGTERM still exits 1 with a result.
 from multitalk.runner.errors import ExitCode, InvalidInput, Retryable, RunnerError, UsageError
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
     from multitalk.runner.request import RenderRequest
     from multitalk.runner.result import RunResult
 
-DEFAULT_MODEL_DIR = "/models"
-TERMINATION_LOG = Path("/dev/termination-log")
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -39,6 +36,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The flags come from the request models (pydantic): imported here, after the SIGTERM handler.
+    from multitalk.runner.flags import add_request_flags
+    from multitalk.runner.request import EngineName
+
     parser = _Parser(
         prog="multitalk-runner",
         description="Render a talking video from speech and a portrait, or check what can run here.",
@@ -58,25 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--audio", action="append", metavar="URI", help="speech (s3://, https://, file://, data:, path); twice for two"
     )
-    r.add_argument("--image", metavar="URI", help="reference portrait (jpeg, png, webp)")
-    r.add_argument("--out", metavar="URI", help="output video: s3://bucket/key.mp4, file:// or a path ending .mp4")
-    r.add_argument(
-        "--engine", choices=["auto", "multitalk", "lite", "placeholder"], help="auto: the best available here"
-    )
-    r.add_argument("--allow-fallback", action="store_true", default=None, help="let a weaker engine stand in")
-    r.add_argument("--width", type=int, help="video width, even, 64..1920 (default 480)")
-    r.add_argument("--height", type=int, help="video height, even, 64..1920 (default 480)")
-    r.add_argument("--fps", type=int, help="frames per second, 1..60 (default 25)")
-    r.add_argument("--duration", type=float, metavar="SECONDS", help="force the length (trim or pad the speech)")
-    r.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse longer speech (default 60)")
-    r.add_argument(
-        "--audio-mode", choices=["sequential", "simultaneous"], help="two speakers: take turns or talk at once"
-    )
-    r.add_argument("--prompt", help="scene description (multitalk engine)")
-    r.add_argument("--seed", type=int, help="random seed")
-    r.add_argument("--overwrite", action="store_true", default=None, help="replace an existing video")
-    r.add_argument("--endpoint", metavar="URL", help="S3 endpoint (credentials from AWS_* environment variables)")
-    r.add_argument("--region", help="S3 region")
     r.add_argument(
         "--result",
         metavar="FILE",
@@ -84,22 +66,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--model-dir", metavar="DIR", help="model cache (default: MULTITALK_MODEL_DIR, else /models)")
     r.add_argument("--no-progress", action="store_true", help="print no progress (bar or JSON lines)")
+    add_request_flags(r)
     c = sub.add_parser("check", help="print JSON: engines available here and why not, GPU, models, versions")
     c.add_argument("--model-dir", metavar="DIR", help="model cache (default: MULTITALK_MODEL_DIR, else /models)")
     c.add_argument(
         "--require",
         metavar="ENGINE",
-        choices=["multitalk", "lite", "placeholder"],
+        choices=[name for name in get_args(EngineName) if name != "auto"],
         help="exit 4 unless ENGINE (multitalk, lite or placeholder) is available here (`helm test` uses this)",
     )
     return parser
 
 
 def _model_dir(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("MULTITALK_MODEL_DIR") or DEFAULT_MODEL_DIR)
+    from multitalk.runner.request import DEFAULT_MODEL_DIR, MODEL_DIR_ENV
+
+    return Path(arg or os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR)
 
 
 def _base_request(args: argparse.Namespace) -> dict[str, Any]:
+    from multitalk.runner.request import REQUEST_ENV
+
     if args.request:
         try:
             text = Path(args.request).read_text()
@@ -108,8 +95,8 @@ def _base_request(args: argparse.Namespace) -> dict[str, Any]:
         except UnicodeDecodeError as exc:
             raise InvalidInput(f"--request {args.request} is not UTF-8 text: {exc.reason}", "request") from exc
         return parse_request_json(text, f"--request {args.request}")
-    if os.environ.get("MULTITALK_REQUEST"):
-        return parse_request_json(os.environ["MULTITALK_REQUEST"], "MULTITALK_REQUEST")
+    if os.environ.get(REQUEST_ENV):
+        return parse_request_json(os.environ[REQUEST_ENV], REQUEST_ENV)
     return {}
 
 
@@ -140,60 +127,34 @@ def validate_request(data: dict[str, Any]) -> RenderRequest:
 
 def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The request as a wire dict: file/env request, then flags on top."""
+    from multitalk.runner.flags import apply_flags
+    from multitalk.runner.request import REQUEST_ENV
+
     data = _base_request(args)
     if args.audio:
         data["speakers"] = [{"audio": a} for a in args.audio]
-    for flag, key in (
-        ("image", "image"),
-        ("engine", "engine"),
-        ("allow_fallback", "allowFallback"),
-        ("audio_mode", "audioMode"),
-        ("prompt", "prompt"),
-    ):
-        if getattr(args, flag) is not None:
-            data[key] = getattr(args, flag)
-    for flag, section, key in (
-        ("width", "video", "width"),
-        ("height", "video", "height"),
-        ("fps", "video", "fps"),
-        ("duration", "video", "durationSeconds"),
-        ("max_duration", "video", "maxDurationSeconds"),
-        ("seed", "sampling", "seed"),
-        ("out", "output", "uri"),
-        ("overwrite", "output", "overwrite"),
-        ("endpoint", "storage", "endpoint"),
-        ("region", "storage", "region"),
-    ):
-        if getattr(args, flag) is not None:
-            section_data = data.setdefault(section, {})
-            if not isinstance(section_data, dict):
-                raise InvalidInput("must be an object", section)
-            section_data[key] = getattr(args, flag)
+    apply_flags(args, data, InvalidInput)
     if "speakers" not in data or "output" not in data:
-        raise UsageError("give --request FILE, MULTITALK_REQUEST, or at least --audio and --out")
+        raise UsageError(f"give --request FILE, {REQUEST_ENV}, or at least --audio and --out")
     return data
 
 
-def _field_name(loc: Sequence[int | str]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "request"
-
-
 def _validation_error(exc: ValidationError) -> InvalidInput:
-    first = exc.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
-    extra = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    return InvalidInput(message + extra, _field_name(first["loc"]))
+    from multitalk.runner.request import validation_problems
+
+    (field, message), *more = validation_problems(exc)
+    extra = f" (and {len(more)} more problems)" if more else ""
+    return InvalidInput(message + extra, field or "request")
 
 
 def _result_path(arg: str | None) -> Path | None:
+    from multitalk.runner.result import RESULT_PATH_ENV, TERMINATION_LOG
+
     if arg:
         return Path(arg)
-    if os.environ.get("MULTITALK_RESULT_PATH"):
-        return Path(os.environ["MULTITALK_RESULT_PATH"])
-    return TERMINATION_LOG if TERMINATION_LOG.exists() else None
+    if os.environ.get(RESULT_PATH_ENV):
+        return Path(os.environ[RESULT_PATH_ENV])
+    return Path(TERMINATION_LOG) if Path(TERMINATION_LOG).exists() else None
 
 
 def _write_result(result: RunResult, path: Path | None) -> None:
@@ -214,7 +175,7 @@ class _Termination:
 
     def __init__(self) -> None:
         self.noted = False
-        signal.signal(signal.SIGTERM, self._note)
+        self.previous = signal.signal(signal.SIGTERM, self._note)
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
         self.noted = True
@@ -227,10 +188,15 @@ class _Termination:
     def disarm(self) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a late SIGTERM must not cost the result
 
+    def release(self) -> None:
+        """Not rendering after all (`check`, a usage error): the handler from before, and a SIGTERM
+        noted meanwhile is delivered to it now."""
+        signal.signal(signal.SIGTERM, self.previous)
+        if self.noted:
+            os.kill(os.getpid(), signal.SIGTERM)
 
-def _render(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    termination = _Termination()  # first, before anything heavy is imported
+
+def _render(args: argparse.Namespace, termination: _Termination, started: float) -> int:
     importlib.import_module("multitalk.runner.result")  # pydantic and the result models, SIGTERM noted only
 
     reporter: ProgressReporter | None = None
@@ -294,13 +260,17 @@ def _summarise(result: RunResult, tty: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.perf_counter()
+    termination = _Termination()  # first, before anything heavy is imported
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
         print(f"multitalk-runner: error: {exc.message}", file=sys.stderr)
         _write_result(_failure(exc, ExitCode.USAGE, None), _result_path(None))
+        termination.release()
         return int(ExitCode.USAGE)
     if args.command == "check":
+        termination.release()
         from multitalk.runner.check import check_report
 
         report = check_report(_model_dir(args.model_dir))
@@ -310,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"multitalk-runner: engine {args.require} is not available: {reason}", file=sys.stderr)
             return int(ExitCode.ENGINE_UNAVAILABLE)
         return int(ExitCode.OK)
-    return _render(args)
+    return _render(args, termination, started)
 
 
 if __name__ == "__main__":

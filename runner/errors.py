@@ -1,10 +1,14 @@
-"""Runner failures and their exit codes (the contract the operator's podFailurePolicy reads)."""
+"""Runner failures and their exit codes (the contract the operator's podFailurePolicy reads).
+
+Each exit code has one meaning and one reason name; the runner writes the reason into its
+result JSON and the operator reports the same name when a runner left no result.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 
 class ExitCode(IntEnum):
@@ -16,19 +20,42 @@ class ExitCode(IntEnum):
     STORAGE_REFUSED = 5  # not found, access denied, would overwrite: permanent
 
 
+class FailureReason(StrEnum):
+    RUNNER_ERROR = "RunnerError"
+    USAGE = "Usage"
+    INVALID_INPUT = "InvalidInput"
+    ENGINE_UNAVAILABLE = "EngineUnavailable"
+    STORAGE_REFUSED = "StorageRefused"
+
+
+_REASONS = {
+    ExitCode.RETRYABLE: FailureReason.RUNNER_ERROR,
+    ExitCode.USAGE: FailureReason.USAGE,
+    ExitCode.INVALID_INPUT: FailureReason.INVALID_INPUT,
+    ExitCode.ENGINE_UNAVAILABLE: FailureReason.ENGINE_UNAVAILABLE,
+    ExitCode.STORAGE_REFUSED: FailureReason.STORAGE_REFUSED,
+}
 PERMANENT_EXIT_CODES = (ExitCode.INVALID_INPUT, ExitCode.ENGINE_UNAVAILABLE, ExitCode.STORAGE_REFUSED)
+
+
+def exit_reason(code: ExitCode) -> FailureReason:
+    """The reason name of a failed exit (exit 0 is no failure: RunnerError, as for any other)."""
+    return _REASONS.get(code, FailureReason.RUNNER_ERROR)
 
 
 class RunnerError(Exception):
     """A failure with a documented exit code and the request field it concerns."""
 
     exit_code: ExitCode = ExitCode.RETRYABLE
-    reason: str = "InternalError"
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+
+    @property
+    def reason(self) -> FailureReason:
+        return exit_reason(self.exit_code)
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message
@@ -36,27 +63,22 @@ class RunnerError(Exception):
 
 class UsageError(RunnerError):
     exit_code = ExitCode.USAGE
-    reason = "Usage"
 
 
 class InvalidInput(RunnerError):
     exit_code = ExitCode.INVALID_INPUT
-    reason = "InvalidInput"
 
 
 class EngineUnavailable(RunnerError):
     exit_code = ExitCode.ENGINE_UNAVAILABLE
-    reason = "EngineUnavailable"
 
 
 class StorageRefused(RunnerError):
     exit_code = ExitCode.STORAGE_REFUSED
-    reason = "StorageRefused"
 
 
 class Retryable(RunnerError):
     exit_code = ExitCode.RETRYABLE
-    reason = "InternalError"
 
 
 def cause(exc: BaseException) -> str:

@@ -54,12 +54,15 @@ def select_engine(request: RenderRequest, model_dir: Path) -> tuple[Engine, str 
     auto: the first engine in registry order (best first) that is available and accepts the
     request (e.g. lite needs an image). Explicit: that engine; if it is unavailable, exit 4
     unless allowFallback, then the best other engine as for auto. Never silent: the reason
-    lists every better engine skipped and why.
+    lists every better engine skipped and why. A misconfigured engine (a bad setting, e.g.
+    MULTITALK_COLOR_MATCH=x) is never skipped: exit 4, naming the variable.
     """
     requested = request.engine
     skipped: list[str] = []
     if requested != "auto":
         engine, avail = create_engine(requested, model_dir)
+        if avail.misconfigured:
+            raise EngineUnavailable(f"{requested} is misconfigured: {avail.reason}", "engine")
         if engine is not None and avail.available:
             engine.validate(request)  # the engine asked for: its objections are the user's to fix (exit 3)
             return engine, None
@@ -71,6 +74,8 @@ def select_engine(request: RenderRequest, model_dir: Path) -> tuple[Engine, str 
         if name == requested:
             continue
         engine, avail = create_engine(name, model_dir)
+        if avail.misconfigured:  # a typo must not quietly change the engine
+            raise EngineUnavailable(f"{name} is misconfigured: {avail.reason}", "engine")
         if engine is None or not avail.available:
             skipped.append(f"{name} unavailable: {avail.reason}")
             continue

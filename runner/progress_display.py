@@ -9,16 +9,16 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from multitalk.runner.progress import progress_line
+from multitalk.runner.progress import Stage, progress_line
 
 # Slice of the overall percent owned by each stage: (start, end).
 STAGE_SPAN: dict[str, tuple[float, float]] = {
-    "download": (0.0, 5.0),
-    "load": (5.0, 10.0),
-    "features": (10.0, 15.0),
-    "generate": (15.0, 95.0),
-    "upload": (95.0, 100.0),
-    "done": (100.0, 100.0),
+    Stage.DOWNLOAD: (0.0, 5.0),
+    Stage.LOAD: (5.0, 10.0),
+    Stage.FEATURES: (10.0, 15.0),
+    Stage.GENERATE: (15.0, 95.0),
+    Stage.UPLOAD: (95.0, 100.0),
+    Stage.DONE: (100.0, 100.0),
 }
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from multitalk.runner.rules import Rule, model_rules, publish_model_rules
 
 EngineName = Literal["auto", "multitalk", "lite", "placeholder"]
 AudioMode = Literal["sequential", "simultaneous"]
@@ -27,6 +29,11 @@ _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _S3 = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$")
 
 MAX_SECONDS = 600.0  # hard ceiling for any render; the default limit is far lower
+
+# How the request reaches a runner in a pod (the operator sets these; see docs/runner.md).
+REQUEST_ENV = "MULTITALK_REQUEST"  # the request as JSON
+MODEL_DIR_ENV = "MULTITALK_MODEL_DIR"  # the model cache
+DEFAULT_MODEL_DIR = "/models"
 
 
 def uri_scheme(uri: str) -> str:
@@ -61,9 +68,32 @@ def _check_uri(uri: str, allowed: tuple[str, ...], what: str) -> str:
     return uri
 
 
+def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
+    """A validation error's location as the API server writes it: `spec.speakers[0].audio`."""
+    out = prefix
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{to_camel(part)}" if out else to_camel(part))
+    return out
+
+
+def validation_problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    """(field path, message) for each problem pydantic found, in its order."""
+    return [
+        (field_path(err["loc"], prefix), str(err["msg"]).removeprefix("Value error, "))
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """'spec.video.width: must be even ...; spec.engine: ...': every problem, each with its field."""
+    return "; ".join(
+        f"{where or prefix or 'request'}: {message}" for where, message in validation_problems(exc, prefix)
+    )
+
+
 class ApiModel(BaseModel):
     """Base for every wire model: camelCase aliases, unknown fields refused, no NaN or infinity
-    (Python's JSON reader accepts them; a Kubernetes object cannot hold them)."""
+    (Python's JSON reader accepts them; a Kubernetes object cannot hold them), `rules` checked."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -71,18 +101,56 @@ class ApiModel(BaseModel):
         extra="forbid",
         frozen=True,
         allow_inf_nan=False,
+        json_schema_extra=publish_model_rules,
     )
+    # Cross-field rules of this model (runner/rules.py): checked here, published as CEL.
+    rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> ApiModel:
+        for rule in model_rules(type(self)):
+            try:
+                rule.check(self)
+            except ValueError as exc:
+                if rule.field_path is None:
+                    raise
+                # Reported at the rule's field, as the API server reports its fieldPath.
+                error = PydanticCustomError("rule", str(exc).replace("{", "(").replace("}", ")"))
+                details = [InitErrorDetails(type=error, loc=rule.location(), input=self)]
+                raise ValidationError.from_exception_data(type(self).__name__, details) from None
+        return self
 
     def wire(self) -> dict[str, Any]:
         """The JSON-ready dict as it travels (camelCase, no unset optionals)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+Box = tuple[float, float, float, float]  # [top, left, bottom, right] in pixels, rows first
+
+
+def box_text(box: Box) -> str:
+    """A box as a person wrote it: [100, 80, 300, 240]."""
+    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+
+
+BBOX_IN_PIXELS = Rule(
+    cel="self.all(v, v >= 0.0)",
+    holds=lambda box: min(box) >= 0,
+    message="bbox values are pixels and must be >= 0",
+)
+BBOX_ORDER = Rule(
+    cel="self[0] < self[2] && self[1] < self[3]",
+    holds=lambda box: box[0] < box[2] and box[1] < box[3],
+    message="bbox is [top, left, bottom, right] (rows first): need top < bottom and left < right",
+    detail=lambda box: f"got {list(box)}",
+)
+
+
 class Speaker(ApiModel):
     """One voice, bound to one person in the image."""
 
     audio: str = Field(description="Speech for this person: s3://, https://, file://, data: or a path.")
-    bbox: tuple[float, float, float, float] | None = Field(
+    bbox: Annotated[Box, BBOX_IN_PIXELS, BBOX_ORDER] | None = Field(
         default=None,
         description="Box of this person's face in image pixels, rows first: [top, left, bottom, right].",
     )
@@ -97,51 +165,19 @@ class Speaker(ApiModel):
     def _audio_uri(cls, v: str) -> str:
         return _check_uri(v, INPUT_SCHEMES, "audio")
 
-    @field_validator("bbox")
-    @classmethod
-    def _bbox_order(cls, v: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
-        if v is None:
-            return v
-        top, left, bottom, right = v
-        if min(v) < 0:
-            raise ValueError("bbox values are pixels and must be >= 0")
-        if not (top < bottom and left < right):
-            raise ValueError(
-                f"bbox is [top, left, bottom, right] (rows first): need top < bottom and left < right, got {list(v)}"
-            )
-        return v
-
-
-Box = tuple[float, float, float, float]  # [top, left, bottom, right] in pixels, rows first
-
-
-def box_text(box: Box) -> str:
-    """A box as a person wrote it: [100, 80, 300, 240]."""
-    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
-
-
-def check_distinct_bboxes(speakers: Sequence[Speaker]) -> None:
-    """Two speakers cannot be the same person: identical bboxes are refused, naming the second.
-
-    The image's size is known only when the runner has it: a box outside the image is refused
-    then (runner/image.py). Mirror this rule in the CRD's CEL when the spec gets one.
-    """
-    boxes = [s.bbox for s in speakers]
-    for i, box in enumerate(boxes):
-        if box is not None and box in boxes[:i]:
-            first = boxes.index(box)
-            message = (
-                f"is the same box as speakers[{first}].bbox ({box_text(box)}); "
-                "each speaker is a different person: give each one the box of their own face"
-            )
-            raise ValidationError.from_exception_data(
-                "Speaker",
-                [InitErrorDetails(type=PydanticCustomError("bbox_duplicate", message), loc=(i, "bbox"), input=box)],
-            )
-
 
 class VideoSpec(ApiModel):
     """Frame size, rate and length of the video."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.durationSeconds) || self.durationSeconds <= self.maxDurationSeconds",
+            holds=lambda v: v.duration_seconds is None or v.duration_seconds <= v.max_duration_seconds,
+            message="durationSeconds must not exceed maxDurationSeconds",
+            field_path=".durationSeconds",
+            detail=lambda v: f"{v.duration_seconds} > {v.max_duration_seconds}",
+        ),
+    )
 
     width: int = Field(
         default=480,
@@ -178,32 +214,24 @@ class VideoSpec(ApiModel):
             raise ValueError(f"must be even (H.264 with 4:2:0 chroma needs even sizes), got {v}")
         return v
 
-    @model_validator(mode="after")
-    def _duration_within_max(self) -> VideoSpec:
-        if self.duration_seconds is not None and self.duration_seconds > self.max_duration_seconds:
-            raise ValueError(
-                f"durationSeconds ({self.duration_seconds}) exceeds maxDurationSeconds ({self.max_duration_seconds})"
-            )
-        return self
+
+INSIDE_MODEL_CACHE = Rule(
+    cel="!self.matches('(^|/)[.][.](/|$)')",
+    holds=lambda path: ".." not in path.split("/"),
+    message="must stay inside the model cache (no '..')",
+)
 
 
 class Lora(ApiModel):
     """A LoRA merged into the model before sampling."""
 
-    path: str = Field(
+    path: Annotated[str, INSIDE_MODEL_CACHE] = Field(
         min_length=1,
         max_length=512,
         pattern=r"^[^/\\][^\\]*\.safetensors$",
         description="Path of a .safetensors file relative to the model cache.",
     )
     scale: float = Field(default=1.0, ge=0.0, le=4.0, description="Strength of the LoRA.")
-
-    @field_validator("path")
-    @classmethod
-    def _inside_cache(cls, v: str) -> str:
-        if ".." in v.split("/"):
-            raise ValueError("must stay inside the model cache (no '..')")
-        return v
 
 
 class SamplingSpec(ApiModel):
@@ -266,16 +294,46 @@ class StorageSpec(ApiModel):
 
 
 class RenderRequest(ApiModel):
-    """Everything needed to render one talking video."""
+    """Everything needed to render one talking video.
 
-    engine: EngineName = Field(default="auto", description="auto picks the best engine available here.")
+    The one declaration of the render fields: the TalkingVideo spec (operator/api.py)
+    inherits them, the CRD schema is generated from it, and the CLI's flags are derived
+    from it (runner/flags.py). A new render field added here appears in all three.
+    """
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="size(self.speakers) < 2 || has(self.image) || self.engine == 'placeholder'",
+            holds=lambda r: len(r.speakers) < 2 or r.image is not None or r.engine == "placeholder",
+            message="two speakers need an image with two people (image is missing)",
+            field_path=".image",
+        ),
+        # A box outside the image is refused when the runner has the image (runner/image.py).
+        Rule(
+            cel=(
+                "size(self.speakers) < 2 || !has(self.speakers[0].bbox) || !has(self.speakers[1].bbox)"
+                " || self.speakers[0].bbox != self.speakers[1].bbox"
+            ),
+            holds=lambda r: (
+                len(r.speakers) < 2 or r.speakers[0].bbox is None or r.speakers[1].bbox != r.speakers[0].bbox
+            ),
+            message=(
+                "speakers[1].bbox is the same box as speakers[0].bbox; each speaker is a different person: "
+                "give each one the box of their own face"
+            ),
+            field_path=".speakers",
+            detail=lambda r: box_text(r.speakers[1].bbox),
+        ),
+    )
+
+    engine: EngineName = Field(default="auto", description="auto picks the best engine available where it runs.")
     allow_fallback: bool = Field(
         default=False, description="With an explicit engine: may a weaker engine stand in when it is unavailable?"
     )
     image: str | None = Field(
         default=None, description="Reference portrait (jpeg/png/webp): s3://, https://, file://, data: or a path."
     )
-    speakers: list[Speaker] = Field(
+    speakers: Sequence[Speaker] = Field(
         min_length=1, max_length=2, description="One or two voices; speaker i drives person i."
     )
     audio_mode: AudioMode = Field(
@@ -284,25 +342,15 @@ class RenderRequest(ApiModel):
     prompt: str = Field(
         default="A person talks to the camera.", max_length=2000, description="Scene description (multitalk engine)."
     )
-    video: VideoSpec = Field(default_factory=VideoSpec)
-    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
-    lite: LiteSpec = Field(default_factory=LiteSpec)
-    output: OutputSpec
-    storage: StorageSpec = Field(default_factory=StorageSpec)
+    video: VideoSpec = Field(default_factory=VideoSpec, description="Frame size, rate and length limits.")
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec, description="Diffusion sampling (multitalk engine).")
+    lite: LiteSpec = Field(default_factory=LiteSpec, description="Knobs of the CPU lite engine.")
+    output: OutputSpec = Field(description="Where the MP4 (and its poster and manifest) go.")
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="S3 endpoint and region (credentials come from the environment)."
+    )
 
     @field_validator("image")
     @classmethod
     def _image_uri(cls, v: str | None) -> str | None:
         return None if v is None else _check_uri(v, INPUT_SCHEMES, "image")
-
-    @field_validator("speakers")
-    @classmethod
-    def _distinct_bboxes(cls, v: list[Speaker]) -> list[Speaker]:
-        check_distinct_bboxes(v)
-        return v
-
-    @model_validator(mode="after")
-    def _two_speakers_need_image(self) -> RenderRequest:
-        if len(self.speakers) == 2 and self.image is None and self.engine != "placeholder":
-            raise ValueError("two speakers need an image with two people (image is missing)")
-        return self

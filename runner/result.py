@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from multitalk.runner.errors import FailureReason
 from multitalk.runner.request import ApiModel
 
 MAX_RESULT_BYTES = 4096
+RESULT_PATH_ENV = "MULTITALK_RESULT_PATH"  # where the runner writes it (set by the operator)
+TERMINATION_LOG = "/dev/termination-log"  # the default: the kubelet copies it into the pod status
 
 
 class EngineReport(ApiModel):
@@ -55,7 +58,7 @@ class OutputReport(ApiModel):
 
 
 class FailureReport(ApiModel):
-    reason: str = Field(description="InvalidInput, EngineUnavailable, StorageRefused, Usage or InternalError.")
+    reason: str = Field(description=f"{', '.join(FailureReason)} (one per exit code).")
     message: str
     field: str | None = Field(default=None, description="Request field the failure concerns.")
 

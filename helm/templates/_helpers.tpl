@@ -65,7 +65,7 @@ runner pods by secretKeyRef, which the kubelet resolves, not the operator.
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["create", "get", "list", "watch", "delete"]
+  verbs: ["create", "get", "list", "watch", "delete", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]

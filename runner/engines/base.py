@@ -32,6 +32,9 @@ class Availability:
     available: bool
     reason: str = ""
     details: dict[str, object] = field(default_factory=dict)
+    # A setting of the engine is wrong (names the variable in `reason`): never skipped for a
+    # weaker engine, a render that would use it fails with exit 4.
+    misconfigured: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,7 @@ class EngineInfo:
 class Engine(ABC):
     """One way of animating a portrait; selected by name through the registry."""
 
-    name: str = ""
-    quality: int = 0  # auto picks the available engine with the highest quality
+    name: str = ""  # its key in engines/registry.py, whose order is auto's preference
 
     def __init__(self, model_dir: Path) -> None:
         self.model_dir = model_dir

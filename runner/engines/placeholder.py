@@ -57,7 +57,6 @@ def envelope(mix: Audio, bin_samples: int) -> npt.NDArray[np.float32]:
 
 class PlaceholderEngine(Engine):
     name = "placeholder"
-    quality = 0
 
     def availability(self) -> Availability:
         return Availability(True, "always available (numpy and Pillow only)")

@@ -13,7 +13,7 @@ ROLE_KINDS = ("ClusterRole", "Role")
 NEEDED = {
     ("multitalk.dev", "talkingvideos"): {"get", "list", "watch", "patch"},
     ("multitalk.dev", "talkingvideos/status"): {"get", "list", "watch", "patch"},
-    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+    ("batch", "jobs"): {"create", "get", "list", "watch", "delete", "patch"},  # patch: spec.suspend
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"create", "patch"},

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
+from bad_specs import BAD, GOOD, Bad, bad_object
 from cluster.session import Cluster
 from cluster.waiting import eventually
 
@@ -15,79 +15,6 @@ pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "talkingvideos.multitalk.dev.yaml"
-
-GOOD: dict[str, Any] = {
-    "apiVersion": "multitalk.dev/v1alpha1",
-    "kind": "TalkingVideo",
-    "metadata": {"name": "good"},
-    "spec": {
-        "engine": "lite",
-        "image": "s3://media/face.jpg",
-        "speakers": [{"audio": "s3://media/voice.wav", "bbox": [10, 20, 200, 180]}],
-        "output": {"uri": "s3://media/out/hello.mp4"},
-    },
-}
-
-
-def _set(obj: dict[str, Any], path: str, value: Any) -> None:
-    keys = path.split(".")
-    for key in keys[:-1]:
-        obj = obj[int(key)] if key.isdigit() else obj.setdefault(key, {})  # type: ignore[index]
-    last = keys[-1]
-    if value is _DELETE:
-        obj.pop(last)
-    else:
-        obj[last] = value
-
-
-_DELETE = object()
-
-# (where, value, words the refusal must contain: the field path and what is allowed)
-BAD: list[tuple[str, Any, list[str]]] = [
-    ("spec.engine", "turbo", ["spec.engine", "Unsupported value", "lite"]),
-    ("spec.speakers", [], ["spec.speakers", "at least 1"]),
-    (
-        "spec.speakers",
-        [{"audio": "s3://m/a.wav"}, {"audio": "s3://m/b.wav"}, {"audio": "s3://m/c.wav"}],
-        ["spec.speakers", "at most 2"],
-    ),
-    ("spec.speakers.0.audio", "/home/me/voice.wav", ["spec.speakers[0].audio", "should match"]),
-    ("spec.speakers.0.bbox", [1, 2, 3], ["spec.speakers[0].bbox", "at least 4"]),
-    ("spec.speakers.0.bbox", [200, 20, 10, 180], ["spec.speakers[0].bbox", "top < bottom"]),
-    ("spec.speakers.0.bbox", [-5, 20, 200, 180], ["spec.speakers[0].bbox", ">= 0"]),
-    ("spec.image", "ftp://host/face.jpg", ["spec.image", "should match"]),
-    ("spec.output.uri", "s3://media/out/hello.avi", ["spec.output.uri", "should match"]),
-    ("spec.output", _DELETE, ["spec.output", "Required value"]),
-    ("spec.video", {"width": 32}, ["spec.video.width", "greater than or equal to 64"]),
-    ("spec.video", {"fps": 120}, ["spec.video.fps", "less than or equal to 60"]),
-    (
-        "spec.video",
-        {"maxDurationSeconds": 10, "durationSeconds": 20},
-        ["spec.video.durationSeconds", "must not exceed maxDurationSeconds"],
-    ),
-    ("spec.sampling", {"steps": 0}, ["spec.sampling.steps", "greater than or equal to 1"]),
-    ("spec.sampling", {"loras": [{"path": "../etc/passwd.safetensors"}]}, ["spec.sampling.loras[0].path"]),
-    ("spec.backoffLimit", 99, ["spec.backoffLimit", "less than or equal to 10"]),
-    ("spec.pendingDeadlineSeconds", 5, ["spec.pendingDeadlineSeconds", "greater than or equal to 30"]),
-    ("spec.audioMode", "shouting", ["spec.audioMode", "Unsupported value"]),
-    ("spec.allowFallback", True, ["spec.allowFallback", "needs an explicit engine"]),
-    ("spec.storage", {"endpoint": "minio:9000"}, ["spec.storage.endpoint", "should match"]),
-    (
-        "spec.runner",
-        {"env": [{"name": "MULTITALK_REQUEST", "value": "{}"}]},
-        ["spec.runner.env[0].name", "set by the operator"],
-    ),
-    ("spec.scheduling", {"queueName": "GPU Queue"}, ["spec.scheduling.queueName", "should match"]),
-]
-
-
-def bad_object(index: int, where: str, value: Any) -> dict[str, Any]:
-    obj = copy.deepcopy(GOOD)
-    obj["metadata"]["name"] = f"bad-{index}"
-    if where == "spec.allowFallback":
-        obj["spec"]["engine"] = "auto"
-    _set(obj, where, value)
-    return obj
 
 
 @pytest.fixture(scope="module")
@@ -121,18 +48,17 @@ def test_good_object_applies_and_short_name_lists_it(cluster: Cluster, namespace
     assert "talkingvideo" not in in_all
 
 
-@pytest.mark.parametrize(
-    ("index", "where", "value", "words"), [(i, *b) for i, b in enumerate(BAD)], ids=[b[0] for b in BAD]
-)
+@pytest.mark.parametrize(("index", "bad"), list(enumerate(BAD)), ids=[b.id for b in BAD])
 def test_bad_object_is_refused_at_apply_naming_the_field(
-    cluster: Cluster, namespace: str, crd: str, index: int, where: str, value: Any, words: list[str]
+    cluster: Cluster, namespace: str, crd: str, index: int, bad: Bad
 ) -> None:
+    """The table tests/operator/test_crd.py checks against the operator and cel-python."""
     refused = cluster.kubectl(
-        "apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(bad_object(index, where, value)),
+        "apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(bad_object(bad, f"bad-{index}")),
         check=False,
     )  # fmt: skip
-    assert refused.returncode != 0, f"{where}={value!r} was accepted"
-    for word in words:
+    assert refused.returncode != 0, f"{bad.id} was accepted"
+    for word in (bad.field, *bad.words):
         assert word in refused.stderr, f"{word!r} not in refusal:\n{refused.stderr}"
 
 

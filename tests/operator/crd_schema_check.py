@@ -75,7 +75,15 @@ def _unknown_fields(obj: Any, schema: dict[str, Any], path: list[str | int], err
             _unknown_fields(value, schema["items"], [*path, i], errors)
 
 
-def _cel(obj: Any, old: Any, schema: dict[str, Any], path: list[str | int], errors: list[str], has_old: bool) -> None:
+def _cel(
+    obj: Any,
+    old: Any,
+    schema: dict[str, Any],
+    path: list[str | int],
+    errors: list[str],
+    has_old: bool,
+    fired: set[str],
+) -> None:
     for rule in schema.get("x-kubernetes-validations", []):
         transition = "oldSelf" in rule["rule"]
         if transition and not has_old:
@@ -89,19 +97,24 @@ def _cel(obj: Any, old: Any, schema: dict[str, Any], path: list[str | int], erro
         elif not result:
             where = _path(path) + rule.get("fieldPath", "")
             errors.append(f"{where}: Invalid value: {rule['message']}")
+            fired.add(rule["rule"])
     if isinstance(obj, dict) and "properties" in schema:
         for key, sub in schema["properties"].items():
             if key in obj:
                 old_value = old.get(key) if has_old and isinstance(old, dict) else None
-                _cel(obj[key], old_value, sub, [*path, key], errors, has_old and isinstance(old, dict) and key in old)
+                present = has_old and isinstance(old, dict) and key in old
+                _cel(obj[key], old_value, sub, [*path, key], errors, present, fired)
     elif isinstance(obj, list) and "items" in schema:
         # Kubernetes correlates old list items only for map lists; ours are atomic lists.
         for i, value in enumerate(obj):
-            _cel(value, None, schema["items"], [*path, i], errors, False)
+            _cel(value, None, schema["items"], [*path, i], errors, False, fired)
 
 
-def validate(obj: dict[str, Any], crd: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
-    """Errors (empty when the API server would accept the create/update)."""
+def validate(
+    obj: dict[str, Any], crd: dict[str, Any], old: dict[str, Any] | None = None, fired: set[str] | None = None
+) -> list[str]:
+    """Errors (empty when the API server would accept the create/update); the CEL rules that
+    refused it are added to `fired`."""
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     errors: list[str] = []
     _unknown_fields(obj, schema, [], errors)
@@ -118,5 +131,12 @@ def validate(obj: dict[str, Any], crd: dict[str, Any], old: dict[str, Any] | Non
             continue
         errors.append(f"{_path(where)}: Invalid value: {err.message}")
     if not errors:
-        _cel(obj, old, schema, [], errors, old is not None)
+        _cel(obj, old, schema, [], errors, old is not None, set() if fired is None else fired)
     return errors
+
+
+def prunable(obj: Any, schema: dict[str, Any]) -> list[str]:
+    """Paths of the fields the API server would drop from `obj` (not in the structural schema)."""
+    found: list[str] = []
+    _unknown_fields(obj, schema, [], found)
+    return found

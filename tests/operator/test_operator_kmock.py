@@ -69,15 +69,18 @@ def job_path(name: str) -> str:
 
 
 async def kubelet_pod(cluster: Cluster, job: dict[str, Any], suffix: str, status: dict[str, Any]) -> str:
-    """Play the Job controller + kubelet: a pod for the Job, with the given status."""
+    """Play the Job controller + kubelet: a pod for the Job (the template's labels and
+    annotations, plus the Job controller's own label), with the given status."""
     name = f"{job['metadata']['name']}-{suffix}"
+    template = job["spec"]["template"]["metadata"]
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": name,
             "namespace": "media",
-            "labels": {"batch.kubernetes.io/job-name": job["metadata"]["name"]},
+            "labels": {**template.get("labels", {}), "batch.kubernetes.io/job-name": job["metadata"]["name"]},
+            "annotations": dict(template.get("annotations", {})),
         },
         "spec": copy.deepcopy(job["spec"]["template"]["spec"]) | {"nodeName": "gpu-node-1"},
         "status": status,
@@ -281,9 +284,13 @@ async def test_spec_change_after_the_job_is_ignored(cluster: Cluster, operator: 
     await wait_for(lambda: conditions(the_tv(cluster))["Accepted"]["reason"] == "SpecChangeIgnored", what="the warning")
     await wait_for(lambda: the_tv(cluster)["status"]["observedGeneration"] == 2, what="observedGeneration 2")
     assert jobs(cluster) == [job]
-    assert any(
-        e.get("reason") == "SpecChangeIgnored" and e.get("type") == "Warning"
-        for e in cluster.objects_of("v1/events", "media")
+    # Events are posted after the status write (off the object's lock): wait for it.
+    await wait_for(
+        lambda: any(
+            e.get("reason") == "SpecChangeIgnored" and e.get("type") == "Warning"
+            for e in cluster.objects_of("v1/events", "media")
+        ),
+        what="a SpecChangeIgnored Warning event",
     )
 
 
@@ -294,7 +301,7 @@ async def test_invalid_spec_fails_without_a_job(cluster: Cluster, operator: Oper
     await operator.start()
     await wait_for(lambda: phase(cluster, "bad") == "Failed", what="phase Failed")
     failed = conditions(the_tv(cluster, "bad"))["Failed"]
-    assert failed["reason"] == "InvalidSpec" and "spec.speakers.0.audio" in failed["message"]
+    assert failed["reason"] == "InvalidSpec" and "spec.speakers[0].audio" in failed["message"]
     assert jobs(cluster) == []
 
 

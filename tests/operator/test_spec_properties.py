@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from crd_schema_check import validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -143,16 +142,9 @@ def _model_error(spec: dict[str, Any]) -> str | None:
     return None
 
 
-def _identical_bboxes(spec: dict[str, Any]) -> bool:
-    boxes = [s.get("bbox") for s in spec.get("speakers", []) if isinstance(s, dict) and s.get("bbox") is not None]
-    return len(boxes) == 2 and boxes[0] == boxes[1]
-
-
 @settings(max_examples=300)
 @given(specs)
 def test_schema_and_models_agree(spec: dict[str, Any]) -> None:
-    if _identical_bboxes(spec):
-        return  # a known gap: see test_identical_bboxes_are_refused_at_apply
     schema, model = _schema_errors(spec), _model_error(spec)
     assert bool(schema) == bool(model), f"schema: {schema or 'accepts'}; models: {model or 'accept'}"
 
@@ -170,7 +162,6 @@ def test_the_generated_specs_reach_both_verdicts() -> None:
     assert 0.1 < sum(verdicts) / len(verdicts) < 0.9, sum(verdicts) / len(verdicts)
 
 
-@pytest.mark.xfail(strict=True, reason="no CEL rule for identical bboxes yet (the operator refactor adds it)")
 def test_identical_bboxes_are_refused_at_apply() -> None:
     box = [40, 10, 200, 150]
     spec = {
@@ -178,5 +169,5 @@ def test_identical_bboxes_are_refused_at_apply() -> None:
         "speakers": [{"audio": "s3://media-in/a.wav", "bbox": box}, {"audio": "s3://media-in/b.wav", "bbox": box}],
         "output": {"uri": "s3://media-out/v.mp4"},
     }
-    assert _model_error(spec) is not None and "speakers.1.bbox" in (_model_error(spec) or "")
-    assert any(e.startswith("spec.speakers[1].bbox") for e in _schema_errors(spec))
+    assert "spec.speakers: speakers[1].bbox is the same box" in (_model_error(spec) or "")
+    assert any(e.startswith("spec.speakers") and "same box" in e for e in _schema_errors(spec))

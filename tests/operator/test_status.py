@@ -9,10 +9,16 @@ from typing import Any
 
 import pytest
 import yaml
+from crd_schema_check import prunable, validate
 
-from multitalk.operator.status import compute_status, derive_phase, human_duration, parse_time
+from multitalk.operator import crd
+from multitalk.operator.conditions import Verdict, derive_phase
+from multitalk.operator.reasons import CONDITION_TYPES, ConditionStatus, ConditionType
+from multitalk.operator.status import compute_status
+from multitalk.operator.times import human_duration, parse_time
 
 FIXTURES = Path(__file__).parent / "fixtures"
+CRD = crd.crd_manifest()
 STATES = sorted(p.stem for p in (FIXTURES / "states").glob("*.yaml"))
 
 
@@ -27,6 +33,7 @@ def load_state(name: str) -> dict[str, Any]:
 
 
 def run_state(name: str) -> tuple[dict[str, Any], Any]:
+    """The recorded state's (state, Reconciliation)."""
     state = load_state(name)
     tv = load_tv()
     if state.get("old_status"):
@@ -46,10 +53,10 @@ def conds(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_recorded_state(name: str) -> None:
     state, rec = run_state(name)
     expect = state["expect"]
-    status = rec.status
+    status = rec.status.wire()
     assert status["phase"] == expect["phase"], status
     got = conds(status)
-    assert [c["type"] for c in status["conditions"]] == ["Accepted", "Admitted", "Running", "Complete", "Failed"]
+    assert [c["type"] for c in status["conditions"]] == list(CONDITION_TYPES)
     for kind, (want_status, want_reason) in expect["conditions"].items():
         assert (got[kind]["status"], got[kind]["reason"]) == (want_status, want_reason), got[kind]
         assert got[kind]["message"], "every condition explains itself"
@@ -84,10 +91,21 @@ def test_recorded_state(name: str) -> None:
         assert status["completionTime"]
 
 
+@pytest.mark.parametrize("name", STATES)
+def test_recorded_status_passes_the_crd_schema_and_nothing_is_pruned(name: str) -> None:
+    """The API server drops status fields its schema does not know, silently: every recorded
+    state's status must be valid against the CRD with every field kept."""
+    _, rec = run_state(name)
+    obj = {**load_tv(), "status": rec.status.wire()}
+    schema = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert prunable(obj["status"], schema["properties"]["status"]) == []
+    assert validate(obj, CRD) == []
+
+
 def test_secrets_never_reach_status() -> None:
     for name in STATES:
         _, rec = run_state(name)
-        assert "s3-creds" not in str(rec.status) or name == "container_config_error"
+        assert "s3-creds" not in str(rec.status.wire()) or name == "container_config_error"
 
 
 def test_new_object_asks_for_a_job_then_queues() -> None:
@@ -95,8 +113,8 @@ def test_new_object_asks_for_a_job_then_queues() -> None:
     now = dt.datetime(2026, 11, 25, 10, 0, 1, tzinfo=dt.UTC)
     rec = compute_status(tv, None, [], now)
     assert rec.create_job
-    assert rec.status["phase"] == "Pending"
-    assert conds(rec.status)["Accepted"]["status"] == "True"
+    assert rec.status.wire()["phase"] == "Pending"
+    assert conds(rec.status.wire())["Accepted"]["status"] == "True"
 
 
 def test_suspended_object_gets_no_job() -> None:
@@ -104,7 +122,7 @@ def test_suspended_object_gets_no_job() -> None:
     tv["spec"]["suspend"] = True
     rec = compute_status(tv, None, [], dt.datetime(2026, 11, 25, 10, 0, 1, tzinfo=dt.UTC))
     assert not rec.create_job
-    assert rec.status["phase"] == "Suspended"
+    assert rec.status.wire()["phase"] == "Suspended"
 
 
 def test_invalid_spec_fails_without_a_job() -> None:
@@ -113,17 +131,18 @@ def test_invalid_spec_fails_without_a_job() -> None:
     tv["spec"]["speakers"][0]["audio"] = "/data/voice.wav"
     rec = compute_status(tv, None, [], dt.datetime(2026, 11, 25, 10, 0, 1, tzinfo=dt.UTC))
     assert not rec.create_job
-    assert rec.status["phase"] == "Failed"
-    failed = conds(rec.status)["Failed"]
+    assert rec.status.wire()["phase"] == "Failed"
+    failed = conds(rec.status.wire())["Failed"]
     assert failed["reason"] == "InvalidSpec"
-    assert "spec.video.width" in failed["message"] and "spec.speakers.0.audio" in failed["message"]
-    assert conds(rec.status)["Accepted"]["status"] == "False"
+    # Field paths as the API server writes them.
+    assert "spec.video.width" in failed["message"] and "spec.speakers[0].audio" in failed["message"]
+    assert conds(rec.status.wire())["Accepted"]["status"] == "False"
 
 
 def test_terminal_status_survives_the_job_ttl() -> None:
     _, rec = run_state("complete")
     tv = load_tv()
-    tv["status"] = rec.status
+    tv["status"] = rec.status.wire()
     later = dt.datetime(2026, 11, 26, 11, 0, tzinfo=dt.UTC)
     after_ttl = compute_status(tv, None, [], later)
     assert after_ttl.status == rec.status
@@ -133,37 +152,37 @@ def test_terminal_status_survives_the_job_ttl() -> None:
 def test_recompute_is_stable_and_keeps_transition_times() -> None:
     state, first = run_state("running")
     tv = load_tv()
-    tv["status"] = first.status
+    tv["status"] = first.status.wire()
     now = parse_time(state["now"])
     assert now is not None
     again = compute_status(tv, state["job"], state["pods"], now + dt.timedelta(minutes=5), ("generate", 42.0))
-    assert again.status["conditions"] == first.status["conditions"]
+    assert again.status.conditions == first.status.conditions
     assert not again.events, "no transition, no event"
 
 
 def test_progress_is_kept_between_log_reads() -> None:
     state, first = run_state("running")
     tv = load_tv()
-    tv["status"] = first.status
+    tv["status"] = first.status.wire()
     now = parse_time(state["now"])
     assert now is not None
     again = compute_status(tv, state["job"], state["pods"], now, None)
-    assert again.status["progress"] == {"stage": "generate", "percent": 42.0}
+    assert again.status.wire()["progress"] == {"stage": "generate", "percent": 42.0}
 
 
 def test_terminal_never_reverts() -> None:
     _, failed = run_state("invalid_input")
     state = load_state("running")
     tv = load_tv()
-    tv["status"] = failed.status
+    tv["status"] = failed.status.wire()
     now = parse_time(state["now"])
     assert now is not None
     # A contradictory later view (Job running again) must not un-fail the object.
     rec = compute_status(tv, state["job"], state["pods"], now)
-    assert rec.status["phase"] in ("Running", "Failed")
+    assert rec.status.wire()["phase"] in ("Running", "Failed")
     failed_job = load_state("invalid_input")["job"]
     rec2 = compute_status(tv, failed_job, [], now)
-    assert rec2.status["phase"] == "Failed"
+    assert rec2.status.wire()["phase"] == "Failed"
 
 
 def test_transitions_emit_events() -> None:
@@ -173,12 +192,15 @@ def test_transitions_emit_events() -> None:
     assert now is not None
     rec = compute_status(tv, queued["job"], [], now)
     assert [(e.type, e.reason) for e in rec.events] == [("Normal", "Valid"), ("Normal", "QueuedInKueue")]
-    tv["status"] = rec.status
+    tv["status"] = rec.status.wire()
     running = load_state("running")
     rec2 = compute_status(copy.deepcopy(tv), running["job"], running["pods"], now)
     reasons = [e.reason for e in rec2.events]
     assert "Admitted" in reasons and "PodRunning" in reasons
-    assert conds(rec2.status)["Accepted"]["lastTransitionTime"] == conds(rec.status)["Accepted"]["lastTransitionTime"]
+    assert (
+        conds(rec2.status.wire())["Accepted"]["lastTransitionTime"]
+        == conds(rec.status.wire())["Accepted"]["lastTransitionTime"]
+    )
 
 
 def test_spec_change_after_job_is_ignored_with_a_warning() -> None:
@@ -193,14 +215,14 @@ def test_spec_change_after_job_is_ignored_with_a_warning() -> None:
     now = parse_time(running["now"])
     assert now is not None
     first = compute_status(tv, job, running["pods"], now)
-    tv["status"] = first.status
+    tv["status"] = first.status.wire()
     tv["spec"]["prompt"] = "Something else."
     tv["metadata"]["generation"] = 2
     rec = compute_status(tv, job, running["pods"], now)
-    assert conds(rec.status)["Accepted"]["reason"] == "SpecChangeIgnored"
+    assert conds(rec.status.wire())["Accepted"]["reason"] == "SpecChangeIgnored"
     assert [e.reason for e in rec.events] == ["SpecChangeIgnored"]
-    assert rec.status["observedGeneration"] == 2
-    assert rec.status["phase"] == "Running"
+    assert rec.status.wire()["observedGeneration"] == 2
+    assert rec.status.wire()["phase"] == "Running"
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.9, "59s"), (83, "1m23s"), (3700, "1h1m")])
@@ -209,5 +231,11 @@ def test_human_duration(seconds: float, text: str) -> None:
 
 
 def test_phase_order() -> None:
-    assert derive_phase({"Failed": {"status": "True"}, "Complete": {"status": "True"}}) == "Failed"
-    assert derive_phase({"Admitted": {"status": "False", "reason": "QueuedInKueue"}}) == "Queued"
+    t, f = ConditionStatus.TRUE, ConditionStatus.FALSE
+    both = {
+        ConditionType.FAILED: Verdict(ConditionType.FAILED, t, "InvalidInput", "x"),
+        ConditionType.COMPLETE: Verdict(ConditionType.COMPLETE, t, "Rendered", "y"),
+    }
+    assert derive_phase(both) == "Failed"
+    queued = {ConditionType.ADMITTED: Verdict(ConditionType.ADMITTED, f, "QueuedInKueue", "z")}
+    assert derive_phase(queued) == "Queued"

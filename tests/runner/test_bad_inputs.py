@@ -154,7 +154,7 @@ CASES = [
     Case(
         "identical bboxes",
         3,
-        "speakers[1].bbox",
+        "speakers",
         _two_speakers([100, 100, 300, 300], [100, 100, 300, 300]),
         message="speakers[0]",
     ),

@@ -10,7 +10,6 @@ import pytest
 from runner_support import Media, S3Server, write_audio
 
 from multitalk.runner.audio import DecodedSpeech, build_timeline, decode_speech
-from multitalk.runner.cli import _field_name
 from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Availability, Engine
 from multitalk.runner.engines.placeholder import envelope, frame_levels
 from multitalk.runner.engines.registry import ENGINES, create_engine
@@ -19,7 +18,7 @@ from multitalk.runner.image import check_bbox, load_portrait, upright_size
 from multitalk.runner.outputs import OutputSet, Publisher
 from multitalk.runner.pipeline import select_engine
 from multitalk.runner.progress_display import overall_percent
-from multitalk.runner.request import OutputSpec, RenderRequest, StorageSpec
+from multitalk.runner.request import OutputSpec, RenderRequest, StorageSpec, field_path
 from multitalk.runner.storage import read_input
 
 
@@ -82,8 +81,8 @@ def test_progress_percent_is_of_the_whole_render() -> None:
 
 def test_output_set_and_field_names() -> None:
     assert OutputSet.for_video("s3://b/x/v.mp4") == OutputSet("s3://b/x/v.mp4", "s3://b/x/v.png", "s3://b/x/v.json")
-    assert _field_name(("speakers", 1, "audio")) == "speakers[1].audio"
-    assert _field_name(()) == "request"
+    assert field_path(("speakers", 1, "audio")) == "speakers[1].audio"
+    assert field_path(("video", "duration_seconds"), "spec") == "spec.video.durationSeconds"
 
 
 def _req(**fields: object) -> RenderRequest:

@@ -84,7 +84,7 @@ def test_sigterm_during_start_up_exits_1_with_a_result(slow_module: str, media: 
     assert proc.returncode == 1, (proc.returncode, stderr)
     data = json.loads(result.read_text())
     assert data["ok"] is False and data["exitCode"] == 1
-    assert data["error"]["reason"] == "InternalError" and "SIGTERM" in data["error"]["message"]
+    assert data["error"]["reason"] == "RunnerError" and "SIGTERM" in data["error"]["message"]
     assert "Traceback" not in stderr
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
@@ -111,6 +111,6 @@ def test_sigterm_while_decoding_the_speech_exits_1_with_a_result(media: Media, t
     rest, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, (proc.returncode, stderr)
     data = json.loads(result.read_text())
-    assert data["error"]["reason"] == "InternalError" and "SIGTERM" in data["error"]["message"], data
+    assert data["error"]["reason"] == "RunnerError" and "SIGTERM" in data["error"]["message"], data
     assert '"stage":"load"' not in rest, "the signal came after decoding: make the speech longer"
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

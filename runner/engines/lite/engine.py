@@ -54,7 +54,6 @@ def _version(dist: str) -> str:
 
 class LiteEngine(Engine):
     name = "lite"
-    quality = 50
 
     def __init__(self, model_dir: Path) -> None:
         super().__init__(model_dir)

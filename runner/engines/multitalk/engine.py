@@ -3,22 +3,14 @@
 Importing this module needs neither torch nor diffusers, so `multitalk-runner check` can say
 precisely what is missing; the heavy imports happen in load().
 
-Environment knobs (set on the runner container):
-  MULTITALK_OFFLOAD      none (default) | model (each model on the GPU only while used) |
-                         sequential (transformer blocks streamed from CPU one at a time)
-  MULTITALK_RESOLUTION   480 (default) | 720: generation area before scaling to video size
-  MULTITALK_COLOR_MATCH  0..1 colour matching to the reference (default 1)
-  MULTITALK_APG          1 to use adaptive projected guidance
-  MULTITALK_DEVICE       cuda (default) | cpu: cpu only for development and tests with tiny checkpoints
-  MULTITALK_AREA         generation area in pixels, overriding MULTITALK_RESOLUTION (tests use tiny areas)
-  MULTITALK_CHECK_GEOMETRY 0 to accept checkpoints that are not the published 14B geometry (tests)
+Its MULTITALK_* environment settings (offload, resolution, colour matching, guidance,
+device) are typed in env_settings.py; docs/engines/multitalk.md lists them.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,12 +22,11 @@ from multitalk.runner.errors import EngineUnavailable, InvalidInput
 from multitalk.runner.request import RenderRequest
 
 from . import model_files
+from .env_settings import EngineMisconfigured, MultiTalkSettings, load_settings
 
 MODEL_FPS = 25
 CLIP_FRAMES = 81  # the window MultiTalk was trained on
 MOTION_FRAMES = 25
-AREAS = {"480": 640 * 640, "720": 960 * 960}
-OFFLOAD_MODES = ("none", "model", "sequential")
 NEGATIVE_PROMPT = "blurry, low quality, distorted face, deformed mouth, extra fingers, static picture, subtitles"
 REQUIRED_PACKAGES = ("torch", "diffusers", "transformers", "safetensors", "accelerate", "pyloudnorm", "skimage")
 
@@ -62,22 +53,27 @@ def resample_indices(frames: int, fps: int, available: int) -> list[int]:
 
 class MultiTalkEngine(Engine):
     name = "multitalk"
-    quality = 100
 
     def __init__(self, model_dir: Path) -> None:
         super().__init__(model_dir)
-        self.offload = os.environ.get("MULTITALK_OFFLOAD", "none")
-        self.area = AREAS.get(os.environ.get("MULTITALK_RESOLUTION", "480"), AREAS["480"])
-        self.color_strength = float(os.environ.get("MULTITALK_COLOR_MATCH", "1"))
-        self.apg = os.environ.get("MULTITALK_APG", "0") == "1"
-        self.device_name = os.environ.get("MULTITALK_DEVICE", "cuda")
-        if os.environ.get("MULTITALK_AREA"):
-            self.area = max(16 * 16, int(os.environ["MULTITALK_AREA"]))
-        self.strict_geometry = os.environ.get("MULTITALK_CHECK_GEOMETRY", "1") != "0"
+        self._misconfigured: EngineMisconfigured | None = None
+        try:
+            settings = load_settings()
+        except EngineMisconfigured as exc:
+            self._misconfigured, settings = exc, MultiTalkSettings.model_construct()
+        self.settings = settings
+        self.offload = settings.offload
+        self.area = settings.generation_area
+        self.color_strength = settings.color_match
+        self.apg = settings.apg
+        self.device_name = settings.device
+        self.strict_geometry = settings.check_geometry
         self._files: model_files.ModelFiles | None = None
         self._state: dict[str, Any] = {}
 
     def availability(self) -> Availability:
+        if self._misconfigured is not None:
+            return Availability(False, self._misconfigured.message, misconfigured=True)
         missing = [p for p in REQUIRED_PACKAGES if importlib.util.find_spec(p) is None]
         if missing:
             return Availability(False, f"not installed: {', '.join(missing)} (install the multitalk extra)")
@@ -85,10 +81,6 @@ class MultiTalkEngine(Engine):
 
         files = model_files.locate(self.model_dir, self.strict_geometry)
         details: dict[str, object] = {"models": files.summary(), "offload": self.offload, "device": self.device_name}
-        if self.offload not in OFFLOAD_MODES:
-            return Availability(False, f"MULTITALK_OFFLOAD={self.offload!r}; use one of {OFFLOAD_MODES}", details)
-        if self.device_name not in ("cuda", "cpu"):
-            return Availability(False, f"MULTITALK_DEVICE={self.device_name!r}; use cuda or cpu", details)
         reasons = []
         if self.device_name == "cuda" and not torch.cuda.is_available():
             reasons.append("no CUDA device (torch sees none); the multitalk engine needs a GPU")

@@ -1,0 +1,389 @@
+"""The reconcile loop: one record per TalkingVideo, fed by three watches, acting through kube.py.
+
+Every trigger (a TalkingVideo, Job or pod event, the periodic resync, a progress read)
+does the same thing: take the mirrored TalkingVideo, Job and pods, compute the status with
+the pure status.compute_status, create the Job when none exists, and write the status
+when it changed. Nothing depends on which trigger fired or in which order, so a restart
+or a missed event only delays the answer.
+
+API traffic (docs/design.md has the figures):
+- Pods are watched, not listed: one cluster-wide (or per-namespace) watch with a
+  server-side label selector delivers every runner pod's change. A Job's pods are LISTed
+  only when the mirror cannot know them (a Job this process did not create: after a
+  restart) and before a final or destructive decision the mirror cannot explain (the
+  Job finished but its pod's exit has not arrived; the pending deadline passed).
+- Events for one object are coalesced: a reconcile waits RECONCILE_DELAY_SECONDS
+  after the first trigger and then reads whatever arrived meanwhile, so a pod going
+  Pending -> Running -> Succeeded and its Job counting it costs one status write, not four.
+- We are the only writer of .status: what we last wrote is fresher than a body the watch
+  has not echoed yet, and the status is patched only when it changed.
+- The resync recomputes from the mirrors (time-based transitions: the pending deadline);
+  it makes no request of its own.
+- Progress without API access for the runner: while a pod runs, every
+  `progress_poll_seconds` one small log read parses its last JSON progress line
+  (runner/progress.py). The runner needs no token and no network path to the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import kopf
+
+from multitalk.operator import api, job_builder, metrics, mirror
+from multitalk.operator.conditions import Event
+from multitalk.operator.kube import ApiError, Kube
+from multitalk.operator.mirror import JobBody, PodBody, TalkingVideoBody
+from multitalk.operator.observe import current_pod, job_facts, last_failed, pod_facts
+from multitalk.operator.reasons import ConditionType, Phase
+from multitalk.operator.settings import OperatorSettings
+from multitalk.operator.status import Reconciliation, compute_status
+from multitalk.operator.status_types import TalkingVideoStatus, read_status
+from multitalk.runner.progress import Stage, parse_progress
+
+log = logging.getLogger("multitalk.operator")
+Key = tuple[str, str]
+T = TypeVar("T")
+
+# Wait this long after an object's first trigger before reconciling it: its Job's and pod's
+# updates arriving meanwhile are handled by that one reconcile (one status write, not four).
+RECONCILE_DELAY_SECONDS = 0.5
+# Concurrent API requests (and client threads, and pooled connections).
+API_CONCURRENCY = 8
+
+
+@dataclass
+class ObjectState:
+    """Everything the operator holds about one TalkingVideo."""
+
+    tv: TalkingVideoBody | None = None  # None until its watch event arrived
+    job: JobBody | None = None
+    pods: dict[str, PodBody] = field(default_factory=dict)  # the Job's pods by uid
+    # True once the pod mirror is complete for `job`: this process created the Job (the
+    # watch sees every pod from then on), or listed its pods once.
+    pods_known: bool = False
+    # The last status written, as sent (fresher than the watch's echo, so the mirror drops
+    # the echo), and what the resync loop needs of it.
+    written: dict[str, Any] | None = None
+    phase: Phase | None = None
+    terminal: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    queued: bool = False  # a coalesced reconcile is scheduled
+    last_resync: float = 0.0  # monotonic
+    last_progress: float = 0.0
+
+    def status(self) -> TalkingVideoStatus:
+        if self.written is not None:
+            return read_status(self.written)
+        return read_status(self.tv.get("status") if self.tv is not None else None)
+
+    def remember(self, status: TalkingVideoStatus) -> None:
+        self.phase, self.terminal = status.phase, status.terminal
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.objects: dict[Key, ObjectState] = {}
+        self._job_owners: dict[tuple[str, str], Key] = {}  # (namespace, Job name) -> its TalkingVideo
+        self.phases = metrics.PhaseBook()
+        self._api_slots = asyncio.Semaphore(API_CONCURRENCY)
+        # Reconciles in flight: each holds its intermediate objects (a Job manifest, the
+        # status) while it waits for the API; a burst of 1,000 must not hold them all.
+        self._reconcile_slots = asyncio.Semaphore(2 * API_CONCURRENCY)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._event_slots = asyncio.Semaphore(8)
+
+    # --- mirrors (called by the kopf handlers) ---------------------------------------------
+
+    def on_talkingvideo(self, key: Key, body: Any, deleted: bool) -> None:
+        if deleted:
+            self.objects.pop(key, None)  # the garbage collector removes Job and pods
+            self.phases.set(key, None)
+            return
+        state = self._state(key)
+        state.tv = mirror.talkingvideo(body, with_status=state.written is None)
+        if state.written is None:
+            state.remember(state.status())
+        self.nudge(key)
+
+    def on_job(self, key: Key, body: Any, deleted: bool) -> None:
+        state = self._state(key)
+        uid = (body.get("metadata") or {}).get("uid")
+        current = state.job["metadata"].get("uid") if state.job is not None else None
+        job_name = (key[0], str((body.get("metadata") or {}).get("name")))
+        if deleted:
+            self._job_owners.pop(job_name, None)
+            if current == uid:
+                state.job, state.pods_known = None, False
+        else:
+            if current != uid:
+                state.pods_known = False  # a Job we did not create here (or a restart)
+            state.job = mirror.job(body)
+            self._job_owners[job_name] = key
+        self._settle(key, state)
+
+    def owner_of_job(self, namespace: str, job_name: str | None) -> Key | None:
+        return self._job_owners.get((namespace, job_name)) if job_name else None
+
+    def on_pod(self, key: Key, body: Any, deleted: bool) -> None:
+        state = self._state(key)
+        uid = str((body.get("metadata") or {}).get("uid"))
+        if deleted:
+            state.pods.pop(uid, None)
+        else:
+            state.pods[uid] = mirror.pod(body)
+        self._settle(key, state)
+
+    def _state(self, key: Key) -> ObjectState:
+        return self.objects.setdefault(key, ObjectState())
+
+    def _settle(self, key: Key, state: ObjectState) -> None:
+        if state.tv is not None:
+            self.nudge(key)
+        elif state.job is None and not state.pods:
+            self.objects.pop(key, None)  # children of a TalkingVideo already gone: all deleted now
+
+    # --- scheduling --------------------------------------------------------------------------
+
+    def nudge(self, key: Key) -> None:
+        """Reconcile `key` soon; triggers arriving before it runs join it."""
+        state = self.objects.get(key)
+        if state is None or state.tv is None or state.queued:
+            return
+        state.queued = True
+        self._spawn(self._coalesced(key, state))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _coalesced(self, key: Key, state: ObjectState) -> None:
+        await asyncio.sleep(RECONCILE_DELAY_SECONDS)
+        state.queued = False
+        await self._guarded(key, read_progress=False)
+
+    async def _guarded(self, key: Key, read_progress: bool) -> None:
+        try:
+            await self.reconcile(key, read_progress=read_progress)
+        except Exception:  # one object's failure must not stop the others; the resync retries
+            log.exception("reconcile of %s/%s failed", *key)
+
+    async def tick_forever(self) -> None:
+        """Resync every object now and then, and read progress of running ones.
+
+        A plain task instead of kopf timers: kopf puts a finalizer on every object with a
+        timer, and a finalizer blocks namespace deletion whenever the operator is down.
+        """
+        tick = max(0.2, min(self.settings.resync_seconds, self.settings.progress_poll_seconds) / 2)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            due: list[tuple[Key, bool]] = []
+            for key, state in list(self.objects.items()):
+                if state.tv is None or state.queued:
+                    continue
+                if state.terminal:
+                    continue  # nothing can change any more but through a Job event
+                if state.phase == Phase.RUNNING and now - state.last_progress >= self.settings.progress_poll_seconds:
+                    state.last_progress = now
+                    due.append((key, True))
+                elif now - state.last_resync >= self.settings.resync_seconds:
+                    due.append((key, False))
+            if due:
+                await asyncio.gather(*(self._guarded(key, progress) for key, progress in due))
+
+    # --- one reconcile -----------------------------------------------------------------------
+
+    async def reconcile(self, key: Key, *, read_progress: bool = False) -> Reconciliation | None:
+        state = self.objects.get(key)
+        if state is None or state.tv is None:
+            return None
+        async with self._reconcile_slots, state.lock:
+            started = time.perf_counter()
+            try:
+                return await self._reconcile(key, state, read_progress)
+            finally:
+                state.last_resync = time.monotonic()
+                metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _reconcile(self, key: Key, state: ObjectState, read_progress: bool) -> Reconciliation | None:
+        assert state.tv is not None
+        tv: dict[str, Any] = dict(state.tv)
+        if state.written is not None:
+            tv["status"] = state.written
+        old = state.status()
+        job = await self._job(key, state, old)
+        pods, listed = await self._pods(key, state, job, fresh=False)
+        progress = await self._progress(key[0], pods) if read_progress else None
+        now = dt.datetime.now(dt.UTC)
+        rec = compute_status(tv, job, pods, now, progress)
+        # Why recompute: a final or destructive decision the mirror cannot explain is taken
+        # on a fresh listing; a created Job is judged as it now exists.
+        if job is not None and not listed and not self._explained(rec, old, job, pods):
+            pods, _ = await self._pods(key, state, job, fresh=True)
+            rec = compute_status(tv, job, pods, now, progress)
+        if rec.create_job:
+            job = await self._create_job(key, state)
+            rec = compute_status(tv, job, [], now)
+        if rec.delete_job and job is not None:
+            await self._call("delete_job", self.kube.delete_job(key[0], job["metadata"]["name"]))
+        if rec.job_suspend is not None and job is not None:
+            await self._call("patch_job", self.kube.patch_job_suspend(key[0], job["metadata"]["name"], rec.job_suspend))
+        await self._write(key, state, rec)
+        return rec
+
+    async def _job(self, key: Key, state: ObjectState, old: TalkingVideoStatus) -> JobBody | None:
+        """This object's Job: the mirror's, else (before anyone concludes it is gone) read by name."""
+        assert state.tv is not None
+        uid = state.tv["metadata"].get("uid", "")
+        job = state.job
+        # A Job left by an earlier object of the same name is not ours.
+        if job is not None and (job["metadata"].get("labels") or {}).get(job_builder.LABEL_TV_UID) != uid:
+            job = None
+        # No shortcut for terminal objects: the Job settles after its target condition
+        # (attempts, the last exit), and compute_status keeps a result once its Job is gone.
+        if job is None and old.job is not None and not old.terminal:
+            found = await self._call("get_job", self.kube.get_job(key[0], old.job.name))
+            if found is not None:
+                job = state.job = mirror.job(found)
+                state.pods_known = False
+        return job
+
+    async def _pods(self, key: Key, state: ObjectState, job: JobBody | None, fresh: bool) -> tuple[list[PodBody], bool]:
+        """The Job's pods from the mirror, listed first when the mirror cannot know them (or
+        `fresh`); and whether they were listed."""
+        if job is None or not _may_have_pods(job):
+            return [], False
+        listing = fresh or not state.pods_known
+        if listing:
+            listed = await self._call("list_pods", self.kube.list_job_pods(key[0], job["metadata"]["name"]))
+            for body in listed:
+                uid = str(body["metadata"]["uid"])
+                # A watch event may have brought a newer version meanwhile: it stays.
+                state.pods.setdefault(uid, mirror.pod(body))
+            state.pods_known = True
+        owner = job["metadata"].get("labels", {}).get(job_builder.LABEL_TV_UID)
+        pods = [
+            p for p in state.pods.values() if p["metadata"].get("labels", {}).get(job_builder.LABEL_TV_UID) == owner
+        ]
+        return pods, listing
+
+    @staticmethod
+    def _explained(rec: Reconciliation, old: TalkingVideoStatus, job: JobBody, pods: list[PodBody]) -> bool:
+        """Can the mirror vouch for this decision? A pod's exit travels on another watch than
+        its Job's count: a Job that reads finished before its pod does is listed once."""
+        if rec.delete_job:
+            return False
+        if not rec.status.terminal or old.terminal:
+            return True
+        facts = [pod_facts(p) for p in pods]
+        if rec.phase == Phase.SUCCEEDED:
+            return any(p.exit_code == 0 for p in facts)
+        return last_failed(facts) is not None or job_facts(job).failed_pods == 0
+
+    async def _progress(self, namespace: str, pods: list[PodBody]) -> tuple[Stage, float] | None:
+        pod = current_pod([pod_facts(p) for p in pods])
+        if pod is None or pod.phase != "Running":
+            return None
+        try:
+            text = await self._call(
+                "pod_log",
+                self.kube.pod_log_tail(
+                    namespace, pod.name, job_builder.CONTAINER, 50, self.settings.progress_log_bytes
+                ),
+            )
+        except ApiError as exc:  # the pod may end between its event and the log read
+            log.debug("no log for %s/%s: %s", namespace, pod.name, exc.status)
+            return None
+        return parse_progress(text)
+
+    async def _create_job(self, key: Key, state: ObjectState) -> JobBody:
+        assert state.tv is not None
+        meta = state.tv["metadata"]
+        spec = api.parse_spec(state.tv.get("spec"))
+        manifest = job_builder.build_job(state.tv, spec, self.settings)
+        owner = {"apiVersion": f"{api.GROUP}/{api.VERSION}", "kind": api.KIND, "metadata": meta}
+        kopf.append_owner_reference(manifest, owner=kopf.Body(cast(kopf.RawBody, owner)))
+        try:
+            async with self._api_slots:
+                created: dict[str, Any] = await self.kube.create_job(key[0], manifest)
+        except ApiError as exc:
+            if exc.status != 409:
+                metrics.API_ERRORS.labels(operation="create_job").inc()
+                raise
+            # Already there (a restart, or a stale mirror): use it, never make a second one.
+            existing = await self._call("get_job", self.kube.get_job(key[0], manifest["metadata"]["name"]))
+            if existing is None:
+                raise
+            state.job, state.pods_known = mirror.job(existing), False
+            return state.job
+        metrics.JOBS_CREATED.inc()
+        log.info("created Job %s/%s", key[0], manifest["metadata"]["name"])
+        # A new Job has no pods yet, and the pod watch runs: the mirror is complete from here.
+        state.job, state.pods_known = mirror.job(created), True
+        return state.job
+
+    async def _call(self, operation: str, coro: Awaitable[T]) -> T:
+        async with self._api_slots:
+            try:
+                return await coro
+            except ApiError:
+                metrics.API_ERRORS.labels(operation=operation).inc()
+                raise
+
+    async def _write(self, key: Key, state: ObjectState, rec: Reconciliation) -> None:
+        assert state.tv is not None
+        new = rec.status.wire()
+        old = state.written if state.written is not None else (state.tv.get("status") or {})
+        if new != old:
+            patch: dict[str, Any] = {k: None for k in old if k not in new}
+            patch.update(new)
+            try:
+                await self._call("patch_status", self.kube.patch_status(key[0], key[1], patch))
+            except ApiError as exc:
+                if exc.status == 404:  # deleted meanwhile
+                    self.objects.pop(key, None)
+                    self.phases.set(key, None)
+                    return
+                raise
+            state.written = new
+            state.tv.pop("status", None)  # the mirror's copy is older
+        state.remember(rec.status)
+        self.phases.set(key, rec.phase)
+        if rec.events:
+            # Posted off the object's lock: a slow events API must not delay the status.
+            self._spawn(self._post_events(dict(state.tv), rec.events))
+        for event in rec.events:
+            if event.condition in (ConditionType.COMPLETE, ConditionType.FAILED) and event.status == "True":
+                metrics.count_run(rec.status, event.reason)
+
+    async def _post_events(self, tv: dict[str, Any], events: list[Event]) -> None:
+        meta = tv["metadata"]
+        async with self._event_slots:
+            for event in events:
+                try:
+                    await self._call("post_event", self.kube.post_event(tv, event.type, event.reason, event.message))
+                except ApiError as exc:  # an event is not worth failing anything
+                    log.warning(
+                        "could not post event %s on %s/%s: %s",
+                        event.reason,
+                        meta["namespace"],
+                        meta["name"],
+                        exc.status,
+                    )
+
+
+def _may_have_pods(job: JobBody) -> bool:
+    """A Job still waiting in its queue has never had pods: nothing to list (most objects, at scale)."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    never_ran = not any(status.get(k) for k in ("startTime", "active", "failed", "succeeded", "terminating"))
+    return not (spec.get("suspend") and never_ran)
