@@ -1,0 +1,73 @@
+"""Ground-truth phone timing for speech with known words, from two independent sources.
+
+- pocketsphinx forced alignment of the known text (the measurement the issue names). When the
+  engine is given a transcript it aligns with the same pocketsphinx family, so this truth can
+  share the engine's boundary errors: it flatters the transcript mode.
+- espeak-ng's own phoneme events (the synthesiser knows where it put each phoneme), mapped
+  onto ARPAbet. No recogniser is involved, so it keeps the first one honest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from pocketsphinx import Decoder
+
+from lipsync.espeak import EspeakPhoneme
+
+SAMPLE_RATE = 16_000
+
+CLOSED = frozenset({"M", "B", "P"})
+OPEN = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})
+OPEN_MIN_SECONDS = 0.06
+
+# espeak-ng English phoneme mnemonics -> ARPAbet, for the phones scored here (the rest is "other").
+ESPEAK_TO_ARPABET = {
+    "m": "M", "b": "B", "p": "P",
+    "A:": "AA", "A@": "AA", "0": "AA", "O2": "AA",
+    "a": "AE", "aa": "AE",
+    "V": "AH", "@": "AH", "@2": "AH", "@5": "AH", "a#": "AH",
+    "O:": "AO", "O@": "AO", "O": "AO",
+    "aU": "AW",
+    "aI": "AY", "aI@": "AY", "aI3": "AY",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TruePhone:
+    label: str  # ARPAbet ("M", "AA", ...) or "other"
+    start: float  # seconds on the clip's timeline
+    end: float
+
+
+def from_espeak(phonemes: list[EspeakPhoneme], offset: float) -> list[TruePhone]:
+    return [TruePhone(ESPEAK_TO_ARPABET.get(p.name, "other"), p.start + offset, p.end + offset) for p in phonemes]
+
+
+def words_of(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"[a-z]+(?:'[a-z]+)*", text.lower())
+
+
+def forced_alignment(audio: npt.NDArray[np.float32], text: str) -> list[TruePhone]:
+    """pocketsphinx's forced alignment (default beams, 10 ms frames) of text to 16 kHz audio."""
+    dither = np.random.default_rng(1).normal(0.0, 3e-4, audio.shape)  # exact zeros break the MFCCs
+    pcm = (np.clip(audio + dither, -1, 1) * 32767).astype(np.int16).tobytes()
+    dec = Decoder(lm=None, samprate=SAMPLE_RATE, loglevel="FATAL")
+    dec.set_align_text(" ".join(words_of(text)))
+    dec.start_utt()
+    dec.process_raw(pcm, full_utt=True)
+    dec.end_utt()
+    if dec.hyp() is None:
+        raise RuntimeError(f"pocketsphinx could not align {text!r}")
+    dec.set_alignment()
+    dec.start_utt()
+    dec.process_raw(pcm, full_utt=True)
+    dec.end_utt()
+    alignment = dec.get_alignment()
+    if alignment is None:
+        raise RuntimeError(f"pocketsphinx could not align {text!r}")
+    return [TruePhone(ph.name, ph.start / 100, (ph.start + ph.duration) / 100) for ph in alignment.phones()]
