@@ -56,3 +56,12 @@ HELD_OUT = Corpus(
     ),
     rates=(120, 160, 200),
 )
+
+
+# Speech alone in other languages: the English phone loop guesses, the acoustic cues carry.
+OTHER_LANGUAGES = (
+    (Voice("es", "Spanish"), "Mi mamá me mima mucho, y papá bebe agua bajo el puente de piedra."),
+    (Voice("de", "German"), "Mama backt Brot, Papa bringt die Milch am Montag mit."),
+    (Voice("fr+f2", "French female (f2)"), "Maman apporte du pain et du beurre pour papa."),
+)
+

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.truth import CLOSED, OPEN, OPEN_MIN_SECONDS, TruePhone
+from lipsync.truth import CLOSED, NON_LABIAL, OPEN, OPEN_MIN_SECONDS, TruePhone
 
 CLOSED_AT_MOST = 0.30
 OPEN_AT_LEAST = 0.50
@@ -25,6 +25,8 @@ class Tally:
     closed_total: int = 0
     open_hits: int = 0
     open_total: int = 0
+    non_labial_closed: int = 0  # T D N K G NG that also show a closed mouth (reported only)
+    non_labial_total: int = 0
     misses: list[str] = field(default_factory=list)  # "M@1.23s:0.41" for reports
 
     def add(self, other: Tally) -> None:
@@ -32,6 +34,8 @@ class Tally:
         self.closed_total += other.closed_total
         self.open_hits += other.open_hits
         self.open_total += other.open_total
+        self.non_labial_closed += other.non_labial_closed
+        self.non_labial_total += other.non_labial_total
         self.misses.extend(other.misses)
 
     @property
@@ -41,6 +45,10 @@ class Tally:
     @property
     def opened(self) -> float:
         return self.open_hits / max(self.open_total, 1)
+
+    @property
+    def non_labial(self) -> float:
+        return self.non_labial_closed / max(self.non_labial_total, 1)
 
 
 def normalised(aperture: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -70,6 +78,10 @@ def score(aperture: npt.NDArray[np.float64], phones: list[TruePhone], fps: float
             tally.closed_total += 1
             hit = value <= CLOSED_AT_MOST
             tally.closed_hits += hit
+        elif phone.label in NON_LABIAL:
+            tally.non_labial_total += 1
+            tally.non_labial_closed += float(np.nanmin(span)) <= CLOSED_AT_MOST
+            continue
         elif phone.label in OPEN and phone.end - phone.start >= OPEN_MIN_SECONDS:
             value = float(np.nanmax(span))
             tally.open_total += 1

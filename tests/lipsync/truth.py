@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,8 @@ SAMPLE_RATE = 16_000
 CLOSED = frozenset({"M", "B", "P"})
 OPEN = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})
 OPEN_MIN_SECONDS = 0.06
+# Reported, not scored: how often the lips also shut on alveolar and velar stops and nasals.
+NON_LABIAL = frozenset({"T", "D", "N", "K", "G", "NG"})
 
 # espeak-ng English phoneme mnemonics -> ARPAbet, for the phones scored here (the rest is "other").
 ESPEAK_TO_ARPABET = {
@@ -32,6 +35,15 @@ ESPEAK_TO_ARPABET = {
     "O:": "AO", "O@": "AO", "O": "AO",
     "aU": "AW",
     "aI": "AY", "aI@": "AY", "aI3": "AY",
+    "t": "T", "d": "D", "n": "N", "k": "K", "g": "G", "N": "NG",
+}  # fmt: skip
+
+
+# Other languages' espeak-ng mnemonics: lips shut on m b p (Spanish "B" is a fricative, lips
+# only approach), open on the a-vowels.
+OTHER_LANGUAGE_TO_ARPABET = {
+    "m": "M", "b": "B", "p": "P",
+    "a": "AA", "a:": "AA", "A": "AA", "A:": "AA", "A~": "AA", "a#": "AA", "aI": "AY", "aU": "AW",
 }  # fmt: skip
 
 
@@ -42,13 +54,12 @@ class TruePhone:
     end: float
 
 
-def from_espeak(phonemes: list[EspeakPhoneme], offset: float) -> list[TruePhone]:
-    return [TruePhone(ESPEAK_TO_ARPABET.get(p.name, "other"), p.start + offset, p.end + offset) for p in phonemes]
+def from_espeak(phonemes: list[EspeakPhoneme], offset: float, english: bool = True) -> list[TruePhone]:
+    table = ESPEAK_TO_ARPABET if english else OTHER_LANGUAGE_TO_ARPABET
+    return [TruePhone(table.get(p.name, "other"), p.start + offset, p.end + offset) for p in phonemes]
 
 
 def words_of(text: str) -> list[str]:
-    import re
-
     return re.findall(r"[a-z]+(?:'[a-z]+)*", text.lower())
 
 
