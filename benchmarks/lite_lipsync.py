@@ -61,7 +61,9 @@ def main() -> None:
                 aligned, espeak = per_voice[clip.voice.label]
                 aligned.add(clip.aligned)
                 espeak.add(clip.espeak)
-            print(f"\n{'speech alone' if mode == 'speech' else 'with transcript'} ({time.perf_counter() - started:.0f} s)")
+            print(
+                f"\n{'speech alone' if mode == 'speech' else 'with transcript'} ({time.perf_counter() - started:.0f} s)"
+            )
             header = (
                 f"{'voice':<20} {'closed aligned':>14} {'closed espeak':>13} {'open aligned':>12} "
                 f"{'open espeak':>11} {'T/D/N/K/G closed':>16} {'M/B/P':>5} {'open':>4}"

@@ -64,4 +64,3 @@ OTHER_LANGUAGES = (
     (Voice("de", "German"), "Mama backt Brot, Papa bringt die Milch am Montag mit."),
     (Voice("fr+f2", "French female (f2)"), "Maman apporte du pain et du beurre pour papa."),
 )
-
