@@ -12,6 +12,7 @@ Three cues that hold for speech in any language:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,7 +50,7 @@ class SpeechFeatures:
     closure: FloatArray
 
 
-def _smoothstep(lo: float, hi: float, x: npt.NDArray[np.floating]) -> FloatArray:
+def _smoothstep(lo: float, hi: float, x: npt.NDArray[np.floating[Any]]) -> FloatArray:
     t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     return (t * t * (3 - 2 * t)).astype(np.float32)
 
@@ -101,7 +102,8 @@ def closure_track(audio: npt.NDArray[np.float32], sample_rate: int, top: float, 
     )
     edge = (1 - _smoothstep(*_QUIET, here)) * _smoothstep(*_SPEECH, _normalise(np.maximum(left, right), top, floor))
     frication = _smoothstep(*_HISS_SHARE, hiss) * _smoothstep(*_QUIET, here)
-    return np.maximum(inside, edge) * (1 - frication)
+    closure: FloatArray = (np.maximum(inside, edge) * (1 - frication)).astype(np.float32)
+    return closure
 
 
 def _spectra(
