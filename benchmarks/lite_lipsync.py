@@ -57,7 +57,10 @@ def main() -> None:
         for mode in args.modes:
             started = time.perf_counter()
             per_voice: dict[str, tuple[Tally, Tally]] = defaultdict(lambda: (Tally(), Tally()))
+            unaligned = []
             for clip in evaluate(corpus, image, work, with_transcript=mode == "text", meter=meter):
+                if not clip.aligned_ok:
+                    unaligned.append(f"{clip.voice.label} at {clip.rate} wpm")
                 aligned, espeak = per_voice[clip.voice.label]
                 aligned.add(clip.aligned)
                 espeak.add(clip.espeak)
@@ -76,6 +79,8 @@ def main() -> None:
                 total_e.add(espeak)
                 print(_row(label, aligned, espeak))
             print(_row("all", total_a, total_e))
+            if unaligned:
+                print(f"pocketsphinx could not align (scored against espeak-ng only): {', '.join(unaligned)}")
         if not args.no_other_languages:
             print("\nspeech alone, other languages (ground truth: espeak-ng's phoneme timing)")
             header = f"{'voice':<20} {'closed':>7} {'open':>7} {'M/B/P':>5} {'open':>4} {'r(aperture, loudness)':>22}"

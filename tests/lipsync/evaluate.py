@@ -23,8 +23,9 @@ class ClipScore:
     voice: Voice
     rate: int
     seconds: float
-    aligned: Tally  # against pocketsphinx forced alignment of the text
+    aligned: Tally  # against pocketsphinx forced alignment of the text (empty if it failed)
     espeak: Tally  # against espeak-ng's own phoneme timing
+    aligned_ok: bool
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,14 @@ def evaluate(
             video = workdir / f"{stem}-{'text' if with_transcript else 'speech'}.mp4"
             render(wav, image, video, text if with_transcript else None)
             measured = meter.measure(video)
+            truth = forced_alignment(audio, text)
             yield ClipScore(
                 voice,
                 rate,
                 len(audio) / ENGINE_SAMPLE_RATE,
-                score(measured.aperture, forced_alignment(audio, text), measured.fps),
+                score(measured.aperture, truth, measured.fps),
                 score(measured.aperture, from_espeak(utterance.phonemes, PAD_SECONDS), measured.fps),
+                bool(truth),
             )
 
 
