@@ -14,6 +14,7 @@ alignment of the known text ("aligned") and espeak-ng's own phoneme timing ("esp
 Then speech alone in other languages (espeak-ng's own M/B/P and open-vowel timing).
 
     python benchmarks/lite_lipsync.py [--modes speech text] [--framing head|full] [--corpus held-out|tuning]
+                                      [--rates 160]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from lipsync.corpus import HELD_OUT, OTHER_LANGUAGES, TUNING
+from lipsync.corpus import HELD_OUT, OTHER_LANGUAGES, TUNING, Corpus
 from lipsync.evaluate import evaluate, evaluate_other_language
 from lipsync.measure import MouthMeter
 from lipsync.portraits import write_portrait
@@ -43,9 +44,12 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=["speech", "text"], default=["speech", "text"])
     parser.add_argument("--framing", choices=["head", "full"], default="head")
     parser.add_argument("--corpus", choices=["held-out", "tuning"], default="held-out")
+    parser.add_argument("--rates", type=int, nargs="+", help="words per minute (default: the corpus's)")
     parser.add_argument("--no-other-languages", action="store_true")
     args = parser.parse_args()
     corpus = HELD_OUT if args.corpus == "held-out" else TUNING
+    if args.rates:
+        corpus = Corpus(corpus.sentences, corpus.voices, tuple(args.rates))
     meter = MouthMeter()
     print(
         f"lite lip sync, {args.corpus} corpus: {len(corpus.sentences)} sentences in one clip per voice and rate "
