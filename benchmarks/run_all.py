@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("runner_placeholder.py", [], ["--lengths", "5", "30", "--sizes", "480x480", "1280x720"]),
     ("lite_engine.py", [], ["--durations", "5", "30", "--sizes", "480x480", "1280x720"]),
+    ("lite_lipsync.py", [], ["--rates", "160"]),
     ("operator_scale.py", [], ["--objects", "200", "--samples", "10"]),
     ("multitalk_step.py", ["--tiny"], ["--tiny"]),  # full size needs a GPU: see the script
     ("cluster_scale.py", [], ["--count", "200"]),

@@ -13,11 +13,12 @@ from lite_helpers import Image, Speech, make_inputs
 
 from multitalk.runner.engines.lite import LiteEngine
 from multitalk.runner.engines.lite.coarticulation import Target, blend
+from multitalk.runner.engines.lite.features import SpeechFeatures, frame_features
 from multitalk.runner.engines.lite.landmarks import Face, FaceFinder
 from multitalk.runner.engines.lite.motion import blink_track, head_track
 from multitalk.runner.engines.lite.phonemes import Phone, normalise_transcript, quiet_cuts
 from multitalk.runner.engines.lite.speakers import assign_faces, crop_limits
-from multitalk.runner.engines.lite.timeline import phone_targets
+from multitalk.runner.engines.lite.timeline import mouth_track, phone_contact, phone_targets
 from multitalk.runner.engines.lite.visemes import phone_viseme
 from multitalk.runner.engines.registry import create_engine
 from multitalk.runner.errors import InvalidInput
@@ -167,3 +168,57 @@ def test_closed_and_parted_lips_in_the_photo(engine: LiteEngine, portrait: Image
     shut = next(f for i, f in enumerate(engine.frames(inputs, lambda _: None)) if i == closed_index)
     engine.prepare(make_inputs(shut, [speech.audio]), lambda _: None)
     assert not engine.warps[0].parted and engine.warps[0].ref_gap == 0.0
+
+
+def _vowel(seconds: float, formant_hz: float, rate: int = 16_000) -> np.ndarray:
+    """A voiced sound: harmonics of 120 Hz shaped by one formant."""
+    t = np.arange(int(seconds * rate)) / rate
+    harmonics = np.arange(120.0, 4000.0, 120.0)
+    gains = np.exp(-(((harmonics - formant_hz) / 180.0) ** 2)) + 0.02
+    return (
+        0.3 * np.sum(gains[:, None] * np.sin(2 * np.pi * harmonics[:, None] * t[None, :]), axis=0) / gains.sum()
+    ).astype(np.float32)
+
+
+def test_closure_in_a_stop_gap_not_in_frication() -> None:
+    rate = 16_000
+    noise = np.random.default_rng(0).normal(0, 0.05, int(0.08 * rate)).astype(np.float32)
+    hiss = np.diff(noise, prepend=0.0).astype(np.float32)  # high-passed: an S-like hiss
+    gap = np.zeros(int(0.08 * rate), dtype=np.float32)
+    vowel = _vowel(0.25, 700.0)
+    audio = np.concatenate([gap, gap, vowel, gap, vowel, hiss, vowel, gap, gap])
+    features = frame_features(audio, rate, fps=100, frames=len(audio) // 160)
+
+    def at(seconds: float) -> float:
+        return float(features.closure[int(seconds * 100)])
+
+    assert at(0.16 + 0.25 + 0.04) > 0.9  # the silent gap between two vowels: a stop's closure
+    assert at(0.16 + 0.25 + 0.08 + 0.25 + 0.04) < 0.2  # the hiss between two vowels: lips open
+    assert at(0.16 + 0.12) < 0.1  # inside a vowel
+    assert at(0.12) > 0.9  # the quiet just before speech starts: lips meet before a word
+    assert at(0.02) < 0.1  # long before it: the photo's own rest
+
+
+def test_openness_follows_the_first_formant() -> None:
+    rate = 16_000
+    audio = np.concatenate([_vowel(0.3, 750.0), _vowel(0.3, 300.0)])  # "a" then "i"/"u"
+    features = frame_features(audio, rate, fps=25, frames=15)
+    assert features.openness[3] > 0.8 and features.openness[11] < 0.2
+
+
+def test_contact_holds_every_bilabial_for_a_frame_at_least() -> None:
+    phones = [Phone("AA", 0.0, 0.2), Phone("P", 0.2, 0.23), Phone("AE", 0.23, 0.5), Phone("T", 0.5, 0.56)]
+    contact = phone_contact(phones, fps=25, frames=15)
+    assert contact[5] == 1.0  # the 30 ms P, shorter than a frame
+    assert contact.sum() == 1.0  # nothing for the vowels or the T
+
+
+def test_contact_presses_the_lips_over_the_visemes() -> None:
+    phones = [Phone("AA", 0.0, 0.4)]
+    loud = np.ones(10, dtype=np.float32)
+    features = SpeechFeatures(loudness=loud, sibilance=0 * loud, openness=loud, closure=0 * loud)
+    contact = np.zeros(10, dtype=np.float32)
+    contact[5] = 1.0
+    shape = mouth_track(phone_targets(phones), features, 25, 10, contact, acoustic=0.5)
+    assert shape[5, 0] == 0.0 and shape[5, 4] == 1.0
+    assert shape[2, 0] > 0.8 and shape[2, 4] == 0.0

@@ -30,12 +30,14 @@ from multitalk.runner.engines.lite.landmarks import FaceFinder, check_face, expl
 from multitalk.runner.engines.lite.motion import blink_track, head_track
 from multitalk.runner.engines.lite.phonemes import PhoneRecognizer
 from multitalk.runner.engines.lite.speakers import assign_faces, crop_limits
-from multitalk.runner.engines.lite.timeline import letter_targets, mouth_track, phone_targets
+from multitalk.runner.engines.lite.timeline import letter_targets, mouth_track, phone_contact, phone_targets
 from multitalk.runner.engines.lite.warp import CHANNELS, FaceWarp
 from multitalk.runner.engines.lite.wav2vec import LetterModel, find_model
 from multitalk.runner.errors import InvalidInput
 from multitalk.runner.request import RenderRequest
 
+# How much the jaw follows the F1 cue (features.py) rather than guessed phones' visemes.
+_ACOUSTIC_OPENING = 0.65
 _REQUIRED = ("mediapipe", "cv2", "pocketsphinx")
 # Files inside the mediapipe wheel that the face mesh needs (newer mediapipe releases ship none).
 _MESH_FILES = (
@@ -135,14 +137,22 @@ class LiteEngine(Engine):
             if self._letters is not None and not (transcript and transcript.strip()):
                 post = self._letters.posteriors(speech, ENGINE_SAMPLE_RATE)
                 targets = letter_targets(post.probs, post.labels, post.step_seconds)
+                contact = np.zeros(inputs.frames, dtype=np.float32)
                 self.methods.append("letters")
             else:
                 result = self._phones.recognise(speech, transcript)
                 targets = phone_targets(result.phones)
+                contact = phone_contact(result.phones, inputs.fps, inputs.frames)
                 self.methods.append(result.method)
                 if result.note:
                     self.notes.append(f"speaker {i + 1}: {result.note}")
-            mouth = mouth_track(targets, features, inputs.fps, inputs.frames)
+            # Known phones (a transcript) say where lips meet and how far the jaw opens; guessed
+            # ones lean on the language-independent cues.
+            aligned = self.methods[-1] == "aligned"
+            if not aligned:
+                contact = np.maximum(contact, features.closure)
+            acoustic = 0.0 if aligned else _ACOUSTIC_OPENING
+            mouth = mouth_track(targets, features, inputs.fps, inputs.frames, contact, acoustic)
             blinks = blink_track(inputs.frames, inputs.fps, lite.blinks_per_minute, seed + 101 * i)
             head = head_track(features.loudness, inputs.fps, lite.head_motion, seed + 101 * i + 7)
             self._tracks.append(np.concatenate([mouth, blinks[:, None], head], axis=1).astype(np.float32))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SHAPE_FIELDS = ("open", "wide", "round", "tuck", "closed")
+BILABIAL = frozenset({"M", "B", "P"})  # phones whose lips must meet
 
 
 @dataclass(frozen=True)
