@@ -1,0 +1,71 @@
+"""How N ranks share one MultiTalk render: CFG groups x sequence-parallel groups (pure, no torch).
+
+The world of N ranks is split into `cfg` groups of `sp` consecutive ranks. Each group
+evaluates its share of the guidance branches (cond / drop_text / uncond, or cond /
+drop_audio); inside a group the video tokens are split over its ranks (Ulysses sequence
+parallelism). CFG parallelism needs no communication inside the transformer, so it is
+preferred whenever the branches divide evenly over the groups; uneven CFG groups would
+leave ranks idle, so they are never planned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_RANKS = 8
+
+
+@dataclass(frozen=True)
+class ParallelPlan:
+    """cfg groups of sp ranks each; rank r is in group r // sp, at position r % sp."""
+
+    cfg: int = 1
+    sp: int = 1
+
+    @property
+    def world(self) -> int:
+        return self.cfg * self.sp
+
+    def group_of(self, rank: int) -> int:
+        return rank // self.sp
+
+    def group_ranks(self, group: int) -> list[int]:
+        return list(range(group * self.sp, (group + 1) * self.sp))
+
+    def branches_of(self, group: int, branches: tuple[str, ...]) -> tuple[str, ...]:
+        """The guidance branches group `group` evaluates: every cfg-th, in the sampler's order."""
+        return branches[group :: self.cfg]
+
+    def describe(self) -> str:
+        return f"{self.world} ranks: {self.cfg} CFG group(s) x {self.sp} sequence-parallel rank(s)"
+
+
+def plan_layout(world: int, branches: int) -> ParallelPlan:
+    """The layout for `world` ranks and `branches` model evaluations per step.
+
+    cfg = branches when that divides the world (3 evaluations on 3 or 6 ranks, 2 on any even
+    world), else 1; the rest of the ranks split the sequence.
+    """
+    if not 1 <= world <= MAX_RANKS:
+        raise ValueError(f"world size must be 1..{MAX_RANKS}, got {world}")
+    if branches < 1:
+        raise ValueError(f"need at least one guidance branch, got {branches}")
+    cfg = branches if world % branches == 0 else 1
+    return ParallelPlan(cfg=cfg, sp=world // cfg)
+
+
+def split_sizes(total: int, parts: int) -> list[int]:
+    """`total` items over `parts` ranks as evenly as possible, the first ranks one larger."""
+    if parts < 1:
+        raise ValueError(f"parts must be >= 1, got {parts}")
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def split_offsets(total: int, parts: int) -> list[int]:
+    """Start index of each rank's range for split_sizes(total, parts)."""
+    offsets, start = [], 0
+    for size in split_sizes(total, parts):
+        offsets.append(start)
+        start += size
+    return offsets
