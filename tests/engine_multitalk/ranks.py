@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from multitalk.runner.engines.multitalk.assemble import build_transformer
+from multitalk.runner.engines.multitalk.parallel_plan import Rendezvous
 from multitalk.runner.engines.multitalk.person_masks import image_masks, latent_masks
 from multitalk.runner.engines.multitalk.pipeline import Encoders, MultiTalkPipeline, Settings
 from multitalk.runner.engines.multitalk.sampler import Guidance
@@ -125,7 +126,7 @@ def rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
     from multitalk.runner.engines.multitalk import distributed
 
     torch.set_num_threads(1)
-    device = distributed.join(distributed.Rendezvous(world, port=port, device_type="cpu"), rank)
+    device = distributed.join(Rendezvous(world, port=port, device_type="cpu"), rank)
     model = tiny_model()
     state = distributed.RankState(model, device)
     results: dict[str, Any] = {"cases": {}, "layouts": {}, "forward": {}}

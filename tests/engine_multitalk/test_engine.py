@@ -76,9 +76,8 @@ def portrait(path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_two_speakers_clip_mode(tmp_path: Path, cache: Path) -> None:
-    request = {
+def two_speaker_request(tmp_path: Path, name: str, **sampling: object) -> dict[str, object]:
+    return {
         "engine": "multitalk",
         "image": str(portrait(tmp_path / "face.png")),
         "speakers": [
@@ -88,17 +87,60 @@ def test_two_speakers_clip_mode(tmp_path: Path, cache: Path) -> None:
         "audioMode": "sequential",
         "prompt": "two people talk in a bright studio",
         "video": {"width": 96, "height": 64, "fps": 25},
-        "sampling": {"steps": 2, "seed": 1, "loras": [{"path": "loras/speed.safetensors", "scale": 1.2}]},
-        "output": {"uri": str(tmp_path / "out.mp4")},
+        "sampling": {"steps": 2, "seed": 1, "loras": [{"path": "loras/speed.safetensors", "scale": 1.2}], **sampling},
+        "output": {"uri": str(tmp_path / name)},
     }
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+
+
+@pytest.fixture(scope="module")
+def one_rank_frames(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> list[np.ndarray]:
+    """Two speakers with bboxes and a LoRA, clip mode, on one rank (the single-process engine)."""
+    tmp_path = tmp_path_factory.mktemp("one_rank")
+    proc, result = render(tmp_path, cache, two_speaker_request(tmp_path, "out.mp4"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert result["engine"]["name"] == "multitalk" and result["engine"]["precision"] == "fp32"
+    return decoded_frames(tmp_path / "out.mp4")
+
+
+@pytest.mark.slow
+def test_two_speakers_clip_mode(one_rank_frames: list[np.ndarray]) -> None:
+    assert len(one_rank_frames) == 25  # 1 s of speech at 25 fps
+    assert one_rank_frames[0].shape == (64, 96, 3)
+
+
+@pytest.mark.slow
+def test_two_ranks_render_what_one_renders(tmp_path: Path, cache: Path, one_rank_frames: list[np.ndarray]) -> None:
+    """WORLD_SIZE=2: the runner spawns rank 1 (its own transformer copy, the LoRA merged), splits the sequence
+    (3 evaluations per step), and rank 0 alone writes the video; the frames equal the single-rank ones."""
+    from .ranks import free_port
+
+    proc, result = render(
+        tmp_path, cache, two_speaker_request(tmp_path, "two.mp4"), WORLD_SIZE="2", MASTER_PORT=str(free_port())
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert result["ok"] and result["engine"]["name"] == "multitalk"
+    frames = decoded_frames(tmp_path / "two.mp4")
+    assert len(frames) == len(one_rank_frames)
+    worst = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(frames, one_rank_frames, strict=True))
+    assert worst <= 1, worst  # fp32 differences of ~1e-6 may flip a rounding, never more
+    inputs = {"face.png", "a.wav", "b.wav", "request.json", "result.json"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in inputs) == ["two.json", "two.mp4", "two.png"]
+
+
+@pytest.mark.slow
+def test_int8_precision_renders(tmp_path: Path, cache: Path) -> None:
+    """sampling.precision int8: blocks quantised while loading (torchao), reported on the result."""
+    request = two_speaker_request(tmp_path, "int8.mp4", precision="int8", steps=1)
     proc, result = render(tmp_path, cache, request)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert result["engine"]["name"] == "multitalk"
-    with av.open(str(tmp_path / "out.mp4")) as container:
-        stream = container.streams.video[0]
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    assert len(frames) == 25  # 1 s of speech at 25 fps
-    assert frames[0].shape == (64, 96, 3)
+    assert result["engine"]["precision"] == "int8"
+    assert len(decoded_frames(tmp_path / "int8.mp4")) == 25
 
 
 @pytest.mark.slow

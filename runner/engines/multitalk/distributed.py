@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from .denoiser import evaluate, new_teacache
-from .parallel_plan import ParallelPlan, plan_layout
+from .parallel_plan import ParallelPlan, Rendezvous, plan_layout
 from .sequence_parallel import SequenceParallel
 from .transformer import Conditioning, MultiTalkTransformer
 
@@ -30,26 +30,9 @@ CONDITION_FIELDS = ("text", "image", "condition", "audio", "masks")
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)  # one collective; a full-size window step is well under this
 
 
-@dataclass(frozen=True)
-class Rendezvous:
-    """Where the ranks of one pod meet (torch's MASTER_ADDR / MASTER_PORT / WORLD_SIZE)."""
-
-    world: int
-    addr: str = "127.0.0.1"
-    port: int = 29500
-    device_type: str = "cuda"  # cuda: NCCL, one GPU per rank; cpu: gloo (tests)
-
-    @property
-    def backend(self) -> str:
-        return "nccl" if self.device_type == "cuda" else "gloo"
-
-    def device(self, rank: int) -> torch.device:
-        return torch.device("cuda", rank) if self.device_type == "cuda" else torch.device("cpu")
-
-
 def join(rendezvous: Rendezvous, rank: int, timeout: datetime.timedelta = DEFAULT_TIMEOUT) -> torch.device:
     """Join the process group as `rank`; returns this rank's device."""
-    device = rendezvous.device(rank)
+    device = torch.device("cuda", rank) if rendezvous.device_type == "cuda" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(

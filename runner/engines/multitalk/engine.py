@@ -12,6 +12,8 @@ Environment knobs (set on the runner container):
   MULTITALK_DEVICE       cuda (default) | cpu: cpu only for development and tests with tiny checkpoints
   MULTITALK_AREA         generation area in pixels, overriding MULTITALK_RESOLUTION (tests use tiny areas)
   MULTITALK_CHECK_GEOMETRY 0 to accept checkpoints that are not the published 14B geometry (tests)
+  WORLD_SIZE, MASTER_ADDR, MASTER_PORT  the rank environment: WORLD_SIZE ranks (one per GPU) in this pod;
+                         this process is rank 0 and spawns the others when the engine loads
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from multitalk.runner.errors import EngineUnavailable, InvalidInput
 from multitalk.runner.request import RenderRequest
 
 from . import model_files
+from .parallel_plan import Rendezvous
 
 MODEL_FPS = 25
 CLIP_FRAMES = 81  # the window MultiTalk was trained on
@@ -37,7 +40,33 @@ MOTION_FRAMES = 25
 AREAS = {"480": 640 * 640, "720": 960 * 960}
 OFFLOAD_MODES = ("none", "model", "sequential")
 NEGATIVE_PROMPT = "blurry, low quality, distorted face, deformed mouth, extra fingers, static picture, subtitles"
-REQUIRED_PACKAGES = ("torch", "diffusers", "transformers", "safetensors", "accelerate", "pyloudnorm", "skimage")
+REQUIRED_PACKAGES = (
+    "torch",
+    "torchao",
+    "diffusers",
+    "transformers",
+    "safetensors",
+    "accelerate",
+    "pyloudnorm",
+    "skimage",
+)
+# auto precision: bf16 when its weights leave this much of the GPU for activations and encoders.
+AUTO_BF16_HEADROOM_BYTES = 24 * 2**30
+
+
+def choose_precision(
+    requested: str, bf16_weight_bytes: int, gpu_bytes: int | None, fp8_supported: bool, offload: str
+) -> str:
+    """The precision a render runs in: the requested one, or for auto the best that fits.
+
+    auto: bf16 on the CPU, with offload, or when the bf16 weights leave AUTO_BF16_HEADROOM_BYTES
+    of the GPU; else fp8 where the GPU has fp8 matmuls; else int8.
+    """
+    if requested != "auto":
+        return requested
+    if gpu_bytes is None or offload != "none" or bf16_weight_bytes + AUTO_BF16_HEADROOM_BYTES <= gpu_bytes:
+        return "bf16"
+    return "fp8" if fp8_supported else "int8"
 
 
 def generation_size(width: int, height: int, area: int) -> tuple[int, int]:
@@ -74,6 +103,11 @@ class MultiTalkEngine(Engine):
         if os.environ.get("MULTITALK_AREA"):
             self.area = max(16 * 16, int(os.environ["MULTITALK_AREA"]))
         self.strict_geometry = os.environ.get("MULTITALK_CHECK_GEOMETRY", "1") != "0"
+        self._rendezvous_error = ""
+        try:
+            self.rendezvous = Rendezvous.from_env(os.environ, "cuda" if self.device_name == "cuda" else "cpu")
+        except ValueError as exc:
+            self.rendezvous, self._rendezvous_error = Rendezvous(), str(exc)
         self._files: model_files.ModelFiles | None = None
         self._state: dict[str, Any] = {}
 
@@ -83,8 +117,20 @@ class MultiTalkEngine(Engine):
             return Availability(False, f"not installed: {', '.join(missing)} (install the multitalk extra)")
         import torch
 
+        from .quantization import supported_precisions
+
         files = model_files.locate(self.model_dir, self.strict_geometry)
-        details: dict[str, object] = {"models": files.summary(), "offload": self.offload, "device": self.device_name}
+        details: dict[str, object] = {
+            "models": files.summary(),
+            "offload": self.offload,
+            "device": self.device_name,
+            "ranks": self.rendezvous.world,
+        }
+        if self.device_name == "cpu" or torch.cuda.is_available():
+            device = torch.device("cpu") if self.device_name == "cpu" else torch.device("cuda", 0)
+            details["precisions"] = supported_precisions(device)
+        if self._rendezvous_error:
+            return Availability(False, self._rendezvous_error, details)
         if self.offload not in OFFLOAD_MODES:
             return Availability(False, f"MULTITALK_OFFLOAD={self.offload!r}; use one of {OFFLOAD_MODES}", details)
         if self.device_name not in ("cuda", "cpu"):
@@ -92,6 +138,11 @@ class MultiTalkEngine(Engine):
         reasons = []
         if self.device_name == "cuda" and not torch.cuda.is_available():
             reasons.append("no CUDA device (torch sees none); the multitalk engine needs a GPU")
+        elif self.device_name == "cuda" and torch.cuda.device_count() < self.rendezvous.world:
+            reasons.append(
+                f"WORLD_SIZE={self.rendezvous.world} ranks but torch sees {torch.cuda.device_count()} GPU(s); "
+                "one GPU per rank (spec.runner.gpus sets both)"
+            )
         if not files.ok:
             reasons.append("model files missing or mismatched: " + "; ".join(files.problems))
         if reasons:
@@ -111,44 +162,84 @@ class MultiTalkEngine(Engine):
                     "give a bbox for both speakers or for neither (default: left and right halves)", "speakers[].bbox"
                 )
 
-    def load(self) -> None:
+    def load(self, request: RenderRequest) -> None:
         import torch
 
         from .audio_features import AudioEncoder
+        from .denoiser import LocalDenoiser
         from .encoders import Wan21Encoders
-        from .loader import load_transformer
         from .pipeline import MultiTalkPipeline
+        from .workers import LoadSpec, WorkerPool, load_rank_transformer
 
         files = model_files.locate(self.model_dir, self.strict_geometry)
         if not files.ok:
             raise EngineUnavailable("model files missing or mismatched: " + "; ".join(files.problems), "engine")
-        device = torch.device(self.device_name)
+        device = torch.device(self.device_name, 0) if self.device_name == "cuda" else torch.device("cpu")
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        on_gpu = self.offload == "none"
-        transformer = load_transformer(files, dtype, device if on_gpu else "cpu")
-        if self.offload == "sequential":
-            # Embedders, head and audio projection stay on the GPU; the blocks visit it one at a time.
-            for name, child in transformer.wan.named_children():
-                if name != "blocks":
-                    child.to(device)
-            transformer.wan.scale_shift_table.data = transformer.wan.scale_shift_table.data.to(device)
-            transformer.audio.audio_proj.to(device)
-            transformer.block_device = device
+        precision = self._precision(request, files, device)
+        spec = LoadSpec(
+            model_dir=self.model_dir,
+            strict_geometry=self.strict_geometry,
+            precision=precision,
+            loras=tuple((self.model_dir / lora.path, lora.scale) for lora in request.sampling.loras),
+            offload=self.offload,
+        )
+        state: dict[str, Any] = {"torch": torch, "device": device, "dtype": dtype, "precision": precision}
+        self._state = state
+        if self.rendezvous.world > 1:
+            from . import distributed
+
+            # Workers first: they load their copies while this rank loads its own and the encoders.
+            state["workers"] = WorkerPool(self.rendezvous, spec)
+            distributed.join(self.rendezvous, 0)
+        with torch.no_grad():
+            transformer = load_rank_transformer(spec, device)  # with model offload: on the CPU until it runs
         encoders = Wan21Encoders(files, device, dtype)
-        if on_gpu:
+        if self.offload == "none":
             for module in encoders.modules().values():
                 module.to(device)
+        if self.rendezvous.world > 1:
+            state["denoiser"] = distributed.ParallelDenoiser(distributed.RankState(transformer, device))
+        else:
+            state["denoiser"] = LocalDenoiser(transformer)
         assert files.wav2vec is not None
         self._files = files
-        self._state = {
-            "torch": torch,
-            "device": device,
-            "dtype": dtype,
-            "transformer": transformer,
-            "encoders": encoders,
-            "audio": AudioEncoder(files.wav2vec, device),
-            "pipeline_cls": MultiTalkPipeline,
-        }
+        state.update(
+            transformer=transformer,
+            encoders=encoders,
+            audio=AudioEncoder(files.wav2vec, device),
+            pipeline_cls=MultiTalkPipeline,
+        )
+
+    def _precision(self, request: RenderRequest, files: model_files.ModelFiles, device: Any) -> str:
+        """Resolve `auto` and refuse a precision this GPU cannot run (exit 4, naming the field)."""
+        import torch
+
+        from .quantization import fp8_support
+
+        fp8_ok, fp8_why = fp8_support(device)
+        requested = request.sampling.precision
+        if requested == "fp8" and not fp8_ok:
+            raise EngineUnavailable(
+                f"precision fp8 is not supported here: {fp8_why}; use int8 or auto", "sampling.precision"
+            )
+        gpu_bytes = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
+        return choose_precision(requested, files.transformer_bf16_bytes(), gpu_bytes, fp8_ok, self.offload)
+
+    def close(self) -> None:
+        state = self._state
+        denoiser, workers = state.get("denoiser"), state.get("workers")
+        if workers is None:
+            return
+        from . import distributed
+
+        try:
+            if isinstance(denoiser, distributed.ParallelDenoiser):
+                denoiser.stop()
+            workers.close()
+        finally:
+            distributed.leave()
+            state.pop("workers", None)
 
     def _residency(self, active: str) -> None:
         """Offload: only `active` (an encoder name or 'transformer') is on the GPU while it runs.
@@ -170,17 +261,8 @@ class MultiTalkEngine(Engine):
 
     def prepare(self, inputs: RenderInputs, progress: ProgressFn) -> EngineInfo:
         from .audio_features import loudness_normalize
-        from .loader import merge_lora
 
         state = self._state
-        loras = [(lora.path, lora.scale) for lora in inputs.request.sampling.loras]
-        merged = state.setdefault("loras", None)
-        if merged is not None and merged != loras:
-            raise RuntimeError("this engine already merged other LoRAs into its weights; use a fresh runner process")
-        if merged is None:
-            for path, scale in loras:
-                merge_lora(state["transformer"], self.model_dir / path, scale)
-            state["loras"] = loras
         features = []
         for i, speech in enumerate(inputs.speech):
             features.append(state["audio"](loudness_normalize(speech)))
@@ -191,7 +273,7 @@ class MultiTalkEngine(Engine):
         device = state["device"]
         return EngineInfo(
             device=str(state["torch"].cuda.get_device_name(device)) if device.type == "cuda" else "cpu",
-            precision="bf16" if state["dtype"] == state["torch"].bfloat16 else "fp32",
+            precision=state["precision"] if state["precision"] != "bf16" or device.type == "cuda" else "fp32",
             models=("Wan2.1-I2V-14B-480P", "MeiGen-MultiTalk", "chinese-wav2vec2-base"),
             feature_shape=tuple(int(x) for x in shape),
         )
@@ -202,7 +284,6 @@ class MultiTalkEngine(Engine):
 
         from .pipeline import Settings
         from .sampler import Guidance
-        from .teacache import TeaCache
 
         state, torch = self._state, self._state["torch"]
         if inputs.image is None:
@@ -222,15 +303,14 @@ class MultiTalkEngine(Engine):
             max_frames=max(frames_25, frame_num + 1),
             steps=sampling.steps,
             shift=sampling.shift,
+            tea_cache=sampling.tea_cache,
             seed=sampling.seed,
             guidance=Guidance(sampling.text_guidance, sampling.audio_guidance, apg=self.apg),
             color_strength=self.color_strength,
             negative_prompt=NEGATIVE_PROMPT,
         )
-        transformer = state["transformer"]
-        transformer.teacache = TeaCache(sampling.tea_cache, sampling.steps) if sampling.tea_cache > 0 else None
         encoders = state["encoders"].as_encoders()
-        pipeline = state["pipeline_cls"](transformer, encoders, state["device"], self._residency)
+        pipeline = state["pipeline_cls"](state["denoiser"], encoders, state["device"], self._residency)
         wanted = resample_indices(inputs.frames, inputs.fps, frames_25)
         buffer: list[Image] = []  # generated 25 fps frames from index `first` on
         first, out = 0, 0

@@ -10,9 +10,52 @@ leave ranks idle, so they are never planned.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 MAX_RANKS = 8
+DEFAULT_ADDR = "127.0.0.1"  # every rank is in one pod
+DEFAULT_PORT = 29500  # torch.distributed's customary port
+
+
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where the ranks of one pod meet: torch's WORLD_SIZE, MASTER_ADDR and MASTER_PORT."""
+
+    world: int = 1
+    addr: str = DEFAULT_ADDR
+    port: int = DEFAULT_PORT
+    device_type: str = "cuda"  # cuda: NCCL, one GPU per rank; cpu: gloo (development, tests)
+
+    @property
+    def backend(self) -> str:
+        return "nccl" if self.device_type == "cuda" else "gloo"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], device_type: str) -> Rendezvous:
+        """The rank environment the Job sets (absent: one rank); a bad value names its variable."""
+        if env.get("RANK") not in (None, "", "0") or env.get("LOCAL_RANK") not in (None, "", "0"):
+            raise ValueError(
+                "RANK/LOCAL_RANK are set: the runner starts its own ranks from WORLD_SIZE; "
+                "run it once per pod, not under torchrun"
+            )
+        world = _int(env, "WORLD_SIZE", 1, 1, MAX_RANKS)
+        port = _int(env, "MASTER_PORT", DEFAULT_PORT, 1, 65535)
+        addr = env.get("MASTER_ADDR") or DEFAULT_ADDR
+        return cls(world=world, addr=addr, port=port, device_type=device_type)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer; use {low}..{high}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value} is out of range; use {low}..{high}")
+    return value
 
 
 @dataclass(frozen=True)
