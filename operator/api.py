@@ -51,8 +51,11 @@ MAX_INLINE_IMAGE = 48 * 1024
 MAX_INLINE_AUDIO = 24 * 1024
 MAX_INLINE_TOTAL = 96 * 1024
 
-# Names the operator sets itself; a user's runner.env must not shadow them.
-RESERVED_ENV = ("MULTITALK_REQUEST", "MULTITALK_RESULT_PATH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Names the operator sets itself; a user's runner.env must not shadow them (the rank
+# environment of a multi-GPU pod included).
+RANK_ENV = ("WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK")
+RESERVED_ENV = ("MULTITALK_REQUEST", "MULTITALK_RESULT_PATH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", *RANK_ENV)
+MAX_GPUS = 8  # one pod, one node: the runner's ranks meet over NVLink/PCIe, never the network
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -152,7 +155,10 @@ class EnvVar(ApiModel):
         min_length=1,
         max_length=256,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Variable name; MULTITALK_REQUEST, MULTITALK_RESULT_PATH and the AWS keys are set by the operator.",
+        description=(
+            "Variable name; MULTITALK_REQUEST, MULTITALK_RESULT_PATH, the AWS keys and the rank environment "
+            "(WORLD_SIZE, MASTER_ADDR, MASTER_PORT, RANK, LOCAL_RANK) are set by the operator."
+        ),
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
@@ -185,6 +191,17 @@ class RunnerSpec(ApiModel):
     )
     resources: ResourceRequirements | None = Field(default=None, description="Container resources; default: one GPU.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
+    gpus: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_GPUS,
+        description=(
+            "GPUs in the runner pod, one rank each (1..8). Sets the nvidia.com/gpu limit (and request, if "
+            "resources give one), overriding resources; more than one adds a memory-backed /dev/shm and the rank "
+            "environment, and the multitalk engine splits each step over the ranks (sequence and CFG parallel). "
+            "Default: the GPUs of resources (one)."
+        ),
+    )
 
 
 class Toleration(ApiModel):

@@ -38,6 +38,10 @@ DENIED_LABELS = ("app.kubernetes.io/instance", LABEL_NAME, LABEL_MANAGED_BY, "jo
 
 GPU_RESOURCE = "nvidia.com/gpu"
 _MAX_NAME = 63  # Job names become pod label values (batch.kubernetes.io/job-name)
+# Several GPUs: NCCL's intra-node transport needs a real /dev/shm (the container default is 64 MiB).
+SHM_PATH = "/dev/shm"
+SHM_SIZE = "8Gi"  # counted against the container's memory limit
+RANK_PORT = 29500  # the ranks rendezvous on the pod's loopback
 
 
 def job_name(tv_name: str, tv_uid: str) -> str:
@@ -72,11 +76,30 @@ def copied_labels(labels: Mapping[str, str] | None, extra_keys: list[str]) -> di
 
 def _resources(spec: api.TalkingVideoSpec, settings: OperatorSettings) -> dict[str, Any]:
     if spec.runner.resources is not None and (spec.runner.resources.limits or spec.runner.resources.requests):
-        return spec.runner.resources.wire()
-    data = json.loads(settings.runner_resources)
+        data: Any = spec.runner.resources.wire()
+    else:
+        data = json.loads(settings.runner_resources)
     if not isinstance(data, dict):
         raise ValueError("MULTITALK_RUNNER_RESOURCES must be a JSON object (a ResourceRequirements)")
-    return data
+    gpus = spec.runner.gpus
+    if gpus is not None:  # runner.gpus decides the GPU count, whatever resources say
+        data = {kind: dict(values) for kind, values in data.items()}
+        data.setdefault("limits", {})[GPU_RESOURCE] = str(gpus)
+        if GPU_RESOURCE in data.get("requests", {}):
+            data["requests"][GPU_RESOURCE] = str(gpus)
+    return dict(data)
+
+
+def _rank_env(spec: api.TalkingVideoSpec) -> list[dict[str, Any]]:
+    """torch's rendezvous variables: the runner (rank 0) starts WORLD_SIZE - 1 more ranks in the pod."""
+    gpus = spec.runner.gpus or 1
+    if gpus == 1:
+        return []
+    return [
+        {"name": "WORLD_SIZE", "value": str(gpus)},
+        {"name": "MASTER_ADDR", "value": "127.0.0.1"},
+        {"name": "MASTER_PORT", "value": str(RANK_PORT)},
+    ]
 
 
 def _wants_gpu(resources: Mapping[str, Any]) -> bool:
@@ -106,6 +129,7 @@ def _env(spec: api.TalkingVideoSpec, settings: OperatorSettings, model_path: str
     region = spec.storage.region or settings.storage_region
     if region:
         env.append({"name": "AWS_REGION", "value": region})
+    env.extend(_rank_env(spec))
     env.extend(var.wire() for var in spec.runner.env)
     return env
 
@@ -134,6 +158,9 @@ def build_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: Opera
     if claim:
         volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
         mounts.append({"name": "models", "mountPath": mount_path, "readOnly": True})
+    if (spec.runner.gpus or 1) > 1:
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}})
+        mounts.append({"name": "dshm", "mountPath": SHM_PATH})
 
     container: dict[str, Any] = {
         "name": CONTAINER,
