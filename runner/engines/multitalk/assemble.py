@@ -44,14 +44,13 @@ def _assign(
         raise ValueError(
             f"{what}: missing keys {missing[:5]} ({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})"
         )
-    for key, value in state_dict.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise ValueError(f"{what}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}")
 
     def cast(keys: list[str], strip: str) -> dict[str, torch.Tensor]:
         out = {}
         for key in keys:
             value = state_dict[key]
+            if tuple(value.shape) != tuple(expected[key].shape):
+                raise ValueError(f"{what}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}")
             out[key[len(strip) :]] = value.to(device, dtype) if value.is_floating_point() else value.to(device)
         return out
 
