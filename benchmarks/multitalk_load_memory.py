@@ -154,9 +154,11 @@ def measure(root: Path, mode: str) -> dict[str, Any]:
             from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
             from multitalk.runner.engines.multitalk.assemble import build_adapter, build_wan
+            from multitalk.runner.engines.multitalk.loader import return_freed_memory_eagerly
             from multitalk.runner.engines.multitalk.transformer import MultiTalkTransformer
             from multitalk.runner.engines.multitalk.weights import audio_key
 
+            return_freed_memory_eagerly()  # same allocator policy as the streamed path
             state: dict[str, torch.Tensor] = {}
             for path in files.transformer_files:
                 state.update({k: v.clone() for k, v in load_file(str(path)).items()})
@@ -181,6 +183,7 @@ def measure(root: Path, mode: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--checkpoint", type=Path, help="reuse (or write once into) this folder")
     parser.add_argument("--measure", nargs=2, metavar=("ROOT", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -189,8 +192,9 @@ def main() -> None:
     size = "quick" if args.quick else "medium"
     geometry = SIZES[size]
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        write_checkpoint(root, geometry)
+        root = args.checkpoint or Path(tmp)
+        if not (root / "multitalk.safetensors").exists():
+            write_checkpoint(root, geometry)
         checkpoint = sum(p.stat().st_size for p in root.rglob("*.safetensors"))
         rows = []
         for mode in MODES:

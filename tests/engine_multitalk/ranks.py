@@ -19,6 +19,7 @@ from multitalk.runner.engines.multitalk.assemble import build_transformer
 from multitalk.runner.engines.multitalk.parallel_plan import Rendezvous
 from multitalk.runner.engines.multitalk.person_masks import image_masks, latent_masks
 from multitalk.runner.engines.multitalk.pipeline import Encoders, MultiTalkPipeline, Settings
+from multitalk.runner.engines.multitalk.residency import ShardedBlocks, shard_block
 from multitalk.runner.engines.multitalk.sampler import Guidance
 from multitalk.runner.engines.multitalk.sequence_parallel import SequenceParallel
 from multitalk.runner.engines.multitalk.transformer import Conditioning, MultiTalkTransformer
@@ -48,6 +49,9 @@ CASES: dict[str, dict[str, Any]] = {
 # Direct forwards on sub-groups of the world: ranks, then the token/head split they get
 # (parity inputs: 3 latent frames of 4 x 4 tokens = 48 tokens, 4 heads).
 FORWARD_GROUPS = {2: ([0, 1],), 4: ([0, 1, 2], [0, 1, 2, 3])}
+# Run again with every block FSDP-sharded over the world: 2 evaluations per step (CFG groups in
+# lockstep) and TeaCache skipping some of them.
+SHARDED_CASE = "clip_one_person_text_off"
 
 
 def free_port() -> int:
@@ -57,10 +61,20 @@ def free_port() -> int:
         return port
 
 
-def tiny_model() -> MultiTalkTransformer:
+def tiny_model(on_block: Any = None) -> MultiTalkTransformer:
     base, audio = split_audio(tiny.seeded_state_dict())
     config = wan_config_from_original(tiny.REFERENCE_CONFIG)
-    return build_transformer(config, original_to_diffusers(base), audio, dtype=torch.float32)
+    return build_transformer(config, original_to_diffusers(base), audio, dtype=torch.float32, on_block=on_block)
+
+
+def sharded_tiny_model(world: int) -> MultiTalkTransformer:
+    """Every block FSDP-sharded over the world as it is built (what the loader does with shard=True)."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    mesh = init_device_mesh("cpu", (world,))
+    model = tiny_model(lambda name, block: shard_block(block, mesh))
+    model.block_residency = ShardedBlocks(model.block_pairs())
+    return model
 
 
 def tiny_encoders() -> Encoders:
@@ -129,7 +143,7 @@ def rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
     device = distributed.join(Rendezvous(world, port=port, device_type="cpu"), rank)
     model = tiny_model()
     state = distributed.RankState(model, device)
-    results: dict[str, Any] = {"cases": {}, "layouts": {}, "forward": {}}
+    results: dict[str, Any] = {"cases": {}, "layouts": {}, "forward": {}, "sent": {}, "sharded": {}}
     with torch.no_grad():
         if rank == 0:
             denoiser = distributed.ParallelDenoiser(state)
@@ -144,10 +158,29 @@ def rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
         for ranks in FORWARD_GROUPS[world]:
             group = dist.new_group(ranks)
             if rank in ranks:
-                model.sequence_parallel = SequenceParallel(group, ranks.index(rank), len(ranks))
+                sp = SequenceParallel(group, ranks.index(rank), len(ranks))
+                model.sequence_parallel = sp
                 for persons in (1, 2):
+                    sp.sent_bytes = 0
                     results["forward"][(len(ranks), persons)] = model(*forward_inputs(persons))
+                    results["sent"][(len(ranks), persons)] = sp.sent_bytes
             model.sequence_parallel = None
+        sharded = sharded_tiny_model(world)
+        block = sharded.wan.blocks[0].attn1.to_q.weight
+        results["shard_rows"] = (block.to_local().shape[0], block.shape[0])
+        for persons in (1, 2):
+            results["sharded"][("forward", persons)] = sharded(*forward_inputs(persons))
+        sharded.sequence_parallel = SequenceParallel(dist.group.WORLD, rank, world)
+        results["sharded"][("forward_sp", 2)] = sharded(*forward_inputs(2))
+        sharded.sequence_parallel = None
+        state = distributed.RankState(sharded, device)
+        if rank == 0:
+            denoiser = distributed.ParallelDenoiser(state)
+            pipeline = MultiTalkPipeline(denoiser, tiny_encoders(), device)
+            results["sharded"][("case", SHARDED_CASE)] = run_case(pipeline, CASES[SHARDED_CASE])
+            denoiser.stop()
+        else:
+            distributed.serve(state)
     if rank == 0:
         torch.save(results, Path(out_dir) / "rank0.pt")
     dist.barrier()

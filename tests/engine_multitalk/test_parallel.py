@@ -11,9 +11,15 @@ from typing import Any
 import pytest
 import torch
 
-from multitalk.runner.engines.multitalk.parallel_plan import ParallelPlan, plan_layout, split_offsets, split_sizes
+from multitalk.runner.engines.multitalk.parallel_plan import (
+    ParallelPlan,
+    plan_layout,
+    sequence_parallel_bytes,
+    split_offsets,
+    split_sizes,
+)
 
-from . import ranks
+from . import ranks, tiny
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -62,6 +68,34 @@ def test_forward_with_uneven_splits_matches_single_rank(
     for size in groups:
         for persons in (1, 2):
             torch.testing.assert_close(results["forward"][(size, persons)], single["forward"][persons], **TOL)
+
+
+@pytest.mark.slow
+def test_fsdp_sharded_blocks_match_single_rank(single: dict[str, Any], multi: tuple[int, dict[str, Any]]) -> None:
+    """Every block FSDP-sharded over the world: each rank holds 1/world of it; forwards (with and without
+    sequence parallelism) and a CFG-parallel render with TeaCache equal the single-rank output."""
+    world, results = multi
+    local, full = results["shard_rows"]
+    assert local == full // world
+    sharded = results["sharded"]
+    for persons in (1, 2):
+        torch.testing.assert_close(sharded[("forward", persons)], single["forward"][persons], **TOL)
+    torch.testing.assert_close(sharded[("forward_sp", 2)], single["forward"][2], **TOL)
+    case = ranks.SHARDED_CASE
+    torch.testing.assert_close(sharded[("case", case)], single["cases"][case], **TOL)
+
+
+@pytest.mark.slow
+def test_communication_volume_matches_the_model(multi: tuple[int, dict[str, Any]]) -> None:
+    """Bytes rank 0 really sent per forward = sequence_parallel_bytes (the benchmark's projection uses it)."""
+    world, results = multi
+    tokens = tiny.LAT_T * (tiny.LAT_H // 2) * (tiny.LAT_W // 2)
+    for size in {len(r) for r in ranks.FORWARD_GROUPS[world]}:
+        for persons in (1, 2):
+            expected = sequence_parallel_bytes(
+                tokens, tiny.HEADS, tiny.DIM // tiny.HEADS, tiny.LAYERS, size, 0, 4, persons
+            )
+            assert results["sent"][(size, persons)] == expected > 0
 
 
 def test_plan_layout() -> None:

@@ -54,19 +54,28 @@ REQUIRED_PACKAGES = (
 AUTO_BF16_HEADROOM_BYTES = 24 * 2**30
 
 
-def choose_precision(
-    requested: str, bf16_weight_bytes: int, gpu_bytes: int | None, fp8_supported: bool, offload: str
-) -> str:
-    """The precision a render runs in: the requested one, or for auto the best that fits.
+def memory_plan(
+    requested: str, bf16_weight_bytes: int, gpu_bytes: int | None, fp8_supported: bool, offload: str, ranks: int
+) -> tuple[str, bool]:
+    """(precision, shard the blocks over the ranks with FSDP) for a render.
 
-    auto: bf16 on the CPU, with offload, or when the bf16 weights leave AUTO_BF16_HEADROOM_BYTES
-    of the GPU; else fp8 where the GPU has fp8 matmuls; else int8.
+    bf16 fits when its weights (replicated, or 1/ranks of them sharded) leave
+    AUTO_BF16_HEADROOM_BYTES of the GPU. auto: bf16 replicated if it fits, else bf16 sharded
+    over several ranks if that fits, else fp8 where the GPU has fp8 matmuls, else int8.
+    Quantised weights are never sharded (they are half the size; FSDP does not carry torchao's
+    tensors). No GPU figure (CPU) or an offload mode: bf16, replicated.
     """
+    if gpu_bytes is None or offload != "none":
+        return ("bf16" if requested == "auto" else requested), False
+    replicated = bf16_weight_bytes + AUTO_BF16_HEADROOM_BYTES <= gpu_bytes
+    sharded = ranks > 1 and bf16_weight_bytes // ranks + AUTO_BF16_HEADROOM_BYTES <= gpu_bytes
+    if requested == "bf16":
+        return "bf16", ranks > 1 and not replicated
     if requested != "auto":
-        return requested
-    if gpu_bytes is None or offload != "none" or bf16_weight_bytes + AUTO_BF16_HEADROOM_BYTES <= gpu_bytes:
-        return "bf16"
-    return "fp8" if fp8_supported else "int8"
+        return requested, False
+    if replicated or sharded:
+        return "bf16", not replicated
+    return ("fp8" if fp8_supported else "int8"), False
 
 
 def generation_size(width: int, height: int, area: int) -> tuple[int, int]:
@@ -176,15 +185,22 @@ class MultiTalkEngine(Engine):
             raise EngineUnavailable("model files missing or mismatched: " + "; ".join(files.problems), "engine")
         device = torch.device(self.device_name, 0) if self.device_name == "cuda" else torch.device("cpu")
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        precision = self._precision(request, files, device)
+        precision, shard = self._memory_plan(request, files, device)
         spec = LoadSpec(
             model_dir=self.model_dir,
             strict_geometry=self.strict_geometry,
             precision=precision,
             loras=tuple((self.model_dir / lora.path, lora.scale) for lora in request.sampling.loras),
             offload=self.offload,
+            shard=shard,
         )
-        state: dict[str, Any] = {"torch": torch, "device": device, "dtype": dtype, "precision": precision}
+        state: dict[str, Any] = {
+            "torch": torch,
+            "device": device,
+            "dtype": dtype,
+            "precision": precision,
+            "sharded": shard,
+        }
         self._state = state
         if self.rendezvous.world > 1:
             from . import distributed
@@ -211,8 +227,8 @@ class MultiTalkEngine(Engine):
             pipeline_cls=MultiTalkPipeline,
         )
 
-    def _precision(self, request: RenderRequest, files: model_files.ModelFiles, device: Any) -> str:
-        """Resolve `auto` and refuse a precision this GPU cannot run (exit 4, naming the field)."""
+    def _memory_plan(self, request: RenderRequest, files: model_files.ModelFiles, device: Any) -> tuple[str, bool]:
+        """Resolve `auto`, decide FSDP sharding, refuse a precision this GPU cannot run (exit 4, naming the field)."""
         import torch
 
         from .quantization import fp8_support
@@ -224,7 +240,8 @@ class MultiTalkEngine(Engine):
                 f"precision fp8 is not supported here: {fp8_why}; use int8 or auto", "sampling.precision"
             )
         gpu_bytes = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
-        return choose_precision(requested, files.transformer_bf16_bytes(), gpu_bytes, fp8_ok, self.offload)
+        bf16_bytes = files.transformer_bf16_bytes()
+        return memory_plan(requested, bf16_bytes, gpu_bytes, fp8_ok, self.offload, self.rendezvous.world)
 
     def close(self) -> None:
         state = self._state

@@ -7,7 +7,7 @@ memory-mapped shard, cast to the target dtype, and placed on the target device o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,12 +78,14 @@ def load_transformer(
     precision: str = "bf16",
     loras: Sequence[tuple[Path, float]] = (),
     compute_device: torch.device | None = None,
+    on_block: Callable[[str, nn.Module], None] | None = None,
 ) -> MultiTalkTransformer:
     """Wan2.1-I2V transformer (either layout) + MultiTalk audio adapter from multitalk.safetensors.
 
     Block by block: read (memory-mapped), cast, merge the LoRAs, quantise to `precision`;
     so host RAM holds one block at most and the GPU never the whole model in bf16.
-    `compute_device` (default: `device`) decides the fp8 flavour when loading for offload.
+    `compute_device` (default: `device`) decides the fp8 flavour when loading for offload;
+    `on_block` sees each finished block last (FSDP sharding).
     """
     if files.transformer_dir is None or files.multitalk is None:
         raise FileNotFoundError("; ".join(files.problems) or "transformer or multitalk.safetensors not found")
@@ -103,12 +105,16 @@ def load_transformer(
     audio_state = LazyTensors([files.multitalk], {k: v for k, v in audio_names.items() if v is not None})
     deltas = [(LoraDeltas.read(path), scale) for path, scale in loras]
     config_q = quantize_config(precision, compute_device or torch.device(device))
+    if config_q is not None and torch.device(device).type == "cpu":
+        return_freed_memory_eagerly()
 
     def finish_block(name: str, block: nn.Module) -> None:
         if name.startswith("blocks."):  # LoRAs target the Wan layers (diffusers names)
             for lora, scale in deltas:
                 lora.merge(block, name, scale)
         quantize_block(block, config_q)
+        if on_block is not None:
+            on_block(name, block)
 
     wan = build_wan(config, wan_state, dtype, device, finish_block)
     for lora, scale in deltas:
@@ -116,6 +122,28 @@ def load_transformer(
         lora.check_all_merged()
     adapter = build_adapter(wan.config, audio_state, dtype, device, finish_block)
     return MultiTalkTransformer(wan, adapter)
+
+
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+EAGER_MMAP_BYTES = 1 << 20
+
+
+def return_freed_memory_eagerly() -> None:
+    """Quantising on the CPU makes a few fp32 temporaries per layer; glibc's adaptive threshold
+    would serve them from its heap and keep the freed pages, so the process would end up
+    holding about the bf16 size again. A fixed 1 MiB mmap threshold hands them back on free
+    (measured: benchmarks/multitalk_load_memory.py). No-op without glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(M_MMAP_THRESHOLD, EAGER_MMAP_BYTES)
+    except (OSError, AttributeError):
+        return
 
 
 @dataclass

@@ -112,3 +112,29 @@ def split_offsets(total: int, parts: int) -> list[int]:
         offsets.append(start)
         start += size
     return offsets
+
+
+def sequence_parallel_bytes(
+    tokens: int, heads: int, head_dim: int, blocks: int, sp: int, rank: int, element_bytes: int, persons: int
+) -> int:
+    """Bytes rank `rank` of an sp group sends in one transformer evaluation (what SequenceParallel counts).
+
+    Per block: three all-to-alls (q, k, v: tokens -> heads) and one back (heads -> tokens),
+    each sending the rank's tokens x the other ranks' heads; with two persons a ring
+    all-reduce of the [tokens, 3] fp32 L-RoPE map. After the blocks, a ring all-gather of
+    the output (tokens x 64 channels, padded to the longest range).
+    """
+    if sp == 1:
+        return 0
+    token_sizes, head_sizes = split_sizes(tokens, sp), split_sizes(heads, sp)
+    mine_tokens, mine_heads = token_sizes[rank], head_sizes[rank]
+    to_heads = mine_tokens * (heads - mine_heads) * head_dim
+    to_tokens = mine_heads * (tokens - mine_tokens) * head_dim
+    per_block = (3 * to_heads + to_tokens) * element_bytes
+    if persons == 2:
+        per_block += 2 * (sp - 1) * (tokens * 3) // sp * 4
+    gather = (sp - 1) * max(token_sizes) * OUTPUT_CHANNELS * element_bytes
+    return blocks * per_block + gather
+
+
+OUTPUT_CHANNELS = 64  # proj_out: 16 latent channels x patch 1 x 2 x 2

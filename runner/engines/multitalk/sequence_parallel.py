@@ -32,6 +32,7 @@ class SequenceParallel:
     rank: int  # position inside the group
     size: int
     tokens: int = 0  # total video tokens of the current forward (set by `begin`)
+    sent_bytes: int = 0  # bytes this rank has sent to the others (ring algorithms for reduce/gather)
 
     def begin(self, tokens: int) -> tuple[int, int]:
         """Start a forward over `tokens` tokens: this rank's (offset, count)."""
@@ -60,6 +61,7 @@ class SequenceParallel:
         recv_sizes = [batch * t * mine * dim for t in token_sizes]
         recv = send.new_empty(sum(recv_sizes))
         dist.all_to_all_single(recv, send, recv_sizes, [c.numel() for c in chunks], group=self.group)
+        self._count(send.numel() - chunks[self.rank].numel(), send)
         parts = [p.view(batch, t, mine, dim) for p, t in zip(torch.split(recv, recv_sizes), token_sizes, strict=True)]
         return torch.cat(parts, dim=1)
 
@@ -74,6 +76,7 @@ class SequenceParallel:
         recv_sizes = [batch * local_tokens * h * dim for h in head_sizes]
         recv = send.new_empty(sum(recv_sizes))
         dist.all_to_all_single(recv, send, recv_sizes, [c.numel() for c in chunks], group=self.group)
+        self._count(send.numel() - chunks[self.rank].numel(), send)
         parts = [
             p.view(batch, local_tokens, h, dim) for p, h in zip(torch.split(recv, recv_sizes), head_sizes, strict=True)
         ]
@@ -81,7 +84,11 @@ class SequenceParallel:
 
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(x, group=self.group)
+        self._count(2 * (self.size - 1) * x.numel() // self.size, x)
         return x
+
+    def _count(self, elements: int, like: torch.Tensor) -> None:
+        self.sent_bytes += elements * like.element_size()
 
     def gather(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor:
         """Concatenate every rank's token range along `dim` (uneven ranges padded for all_gather)."""
@@ -92,4 +99,5 @@ class SequenceParallel:
         padded[: moved.shape[0]] = moved
         parts = [torch.empty_like(padded) for _ in range(self.size)]
         dist.all_gather(parts, padded.contiguous(), group=self.group)
+        self._count((self.size - 1) * padded.numel(), padded)
         return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)]).movedim(0, dim)

@@ -20,6 +20,7 @@ from torch import nn
 from .audio_adapter import MultiTalkAudioAdapter
 from .lrope import MAX_PERSONS, reference_attention_sums
 from .person_masks import token_masks
+from .residency import BlockResidency
 from .sequence_parallel import SequenceParallel
 from .teacache import TeaCache
 
@@ -132,8 +133,8 @@ class MultiTalkTransformer(nn.Module):
         self.wan = wan
         self.audio = audio
         self.teacache: TeaCache | None = None
-        # Sequential CPU offload: blocks live on the CPU and visit this device one at a time.
-        self.block_device: torch.device | None = None
+        # Sequential CPU offload or FSDP sharding: told before and after each block runs.
+        self.block_residency: BlockResidency | None = None
         # Sequence parallelism: this rank's group; the video tokens are split over its ranks.
         self.sequence_parallel: SequenceParallel | None = None
 
@@ -141,6 +142,10 @@ class MultiTalkTransformer(nn.Module):
     def dtype(self) -> torch.dtype:
         dtype: torch.dtype = self.wan.dtype
         return dtype
+
+    def block_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(Wan block, audio block) per layer, in order."""
+        return list(zip(self.wan.blocks, self.audio.audio_blocks, strict=True))
 
     def forward(self, latents: torch.Tensor, timestep: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Flow prediction [B, 16, T, h, w] for noisy latents [B, 16, T, h, w] at timestep [B] (0..1000)."""
@@ -171,16 +176,15 @@ class MultiTalkTransformer(nn.Module):
             ref_masks = token_masks(cond.masks, grid[1], grid[2]).to(x.device, x.dtype)
 
         def run_blocks(h: torch.Tensor) -> torch.Tensor:
-            for block, audio_block in zip(wan.blocks, self.audio.audio_blocks, strict=True):
-                if self.block_device is not None:
-                    block.to(self.block_device, non_blocking=True)
-                    audio_block.to(self.block_device, non_blocking=True)
+            residency = self.block_residency
+            for i, (block, audio_block) in enumerate(zip(wan.blocks, self.audio.audio_blocks, strict=True)):
+                if residency is not None:
+                    residency.enter(i)
                 h = block_forward(
                     block, audio_block, h, context, temb_proj, rotary, audio_tokens, grid[0], ref_masks, sp
                 )
-                if self.block_device is not None:
-                    block.to("cpu")
-                    audio_block.to("cpu")
+                if residency is not None:
+                    residency.leave(i)
             return h
 
         x = self.teacache.run(cond.branch, temb_proj, x, run_blocks) if self.teacache is not None else run_blocks(x)

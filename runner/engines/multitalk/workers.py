@@ -25,6 +25,7 @@ class LoadSpec:
     precision: str  # bf16 | fp8 | int8, already resolved from auto
     loras: tuple[tuple[Path, float], ...] = ()
     offload: str = "none"  # none | model | sequential (engine.OFFLOAD_MODES)
+    shard: bool = False  # FSDP-shard the blocks over all ranks (bf16 that does not fit one GPU)
 
 
 def load_rank_transformer(spec: LoadSpec, device: Any) -> Any:
@@ -34,20 +35,34 @@ def load_rank_transformer(spec: LoadSpec, device: Any) -> Any:
 
     from . import model_files
     from .loader import load_transformer
+    from .residency import OffloadedBlocks, ShardedBlocks, shard_block
 
     files = model_files.locate(spec.model_dir, spec.strict_geometry)
     if not files.ok:
         raise RuntimeError("model files missing or mismatched: " + "; ".join(files.problems))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     target = device if spec.offload == "none" else torch.device("cpu")
-    transformer = load_transformer(files, dtype, target, spec.precision, spec.loras, compute_device=device)
+    on_block = None
+    if spec.shard:
+        from torch.distributed.device_mesh import init_device_mesh
+
+        mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
+
+        def on_block(name: str, block: Any) -> None:
+            shard_block(block, mesh)
+
+    transformer = load_transformer(
+        files, dtype, target, spec.precision, spec.loras, compute_device=device, on_block=on_block
+    )
+    if spec.shard:
+        transformer.block_residency = ShardedBlocks(transformer.block_pairs())
     if spec.offload == "sequential":
         for name, child in transformer.wan.named_children():
             if name != "blocks":
                 child.to(device)
         transformer.wan.scale_shift_table.data = transformer.wan.scale_shift_table.data.to(device)
         transformer.audio.audio_proj.to(device)
-        transformer.block_device = device
+        transformer.block_residency = OffloadedBlocks(transformer.block_pairs(), device)
     return transformer
 
 
