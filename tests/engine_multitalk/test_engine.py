@@ -17,9 +17,11 @@ from PIL import Image
 from multitalk.runner.engines.multitalk.engine import (
     MultiTalkEngine,
     generation_size,
+    memory_plan,
     resample_indices,
     window_plan,
 )
+from multitalk.runner.engines.multitalk.parallel_plan import Rendezvous
 from multitalk.runner.engines.registry import create_engine
 
 from . import tiny, tiny_cache
@@ -124,7 +126,7 @@ def test_two_ranks_render_what_one_renders(tmp_path: Path, cache: Path, one_rank
         tmp_path, cache, two_speaker_request(tmp_path, "two.mp4"), WORLD_SIZE="2", MASTER_PORT=str(free_port())
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert result["ok"] and result["engine"]["name"] == "multitalk"
+    assert result["ok"] and result["engine"]["name"] == "multitalk" and result["engine"]["device"] == "2 x cpu"
     frames = decoded_frames(tmp_path / "two.mp4")
     assert len(frames) == len(one_rank_frames)
     worst = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(frames, one_rank_frames, strict=True))
@@ -246,3 +248,51 @@ def test_validate_names_the_field(tmp_path: Path) -> None:
             )
         )
     assert err.value.field == "speakers[].bbox"
+
+
+GIB = 2**30
+
+
+def test_memory_plan() -> None:
+    bf16 = 38 * GIB  # the 14B transformer + audio adapter
+    # 80 GB GPU: bf16 replicated; 48 GB: fp8 where supported, else int8; 4 x 48 GB: bf16 sharded.
+    assert memory_plan("auto", bf16, 80 * GIB, True, "none", 1) == ("bf16", False)
+    assert memory_plan("auto", bf16, 48 * GIB, True, "none", 1) == ("fp8", False)
+    assert memory_plan("auto", bf16, 48 * GIB, False, "none", 1) == ("int8", False)
+    assert memory_plan("auto", bf16, 48 * GIB, True, "none", 4) == ("bf16", True)
+    assert memory_plan("bf16", bf16, 48 * GIB, True, "none", 2) == ("bf16", True)
+    assert memory_plan("bf16", bf16, 80 * GIB, True, "none", 8) == ("bf16", False)
+    assert memory_plan("int8", bf16, 48 * GIB, True, "none", 4) == ("int8", False)
+    # No GPU figure (CPU) or an offload mode: never sharded, auto is bf16.
+    assert memory_plan("auto", bf16, None, True, "none", 2) == ("bf16", False)
+    assert memory_plan("auto", bf16, 24 * GIB, True, "sequential", 1) == ("bf16", False)
+
+
+def test_rank_environment() -> None:
+    assert Rendezvous.from_env({}, "cuda") == Rendezvous(1)
+    env = {"WORLD_SIZE": "4", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29501"}
+    assert Rendezvous.from_env(env, "cuda") == Rendezvous(4, "127.0.0.1", 29501, "cuda")
+    assert Rendezvous.from_env(env, "cpu").backend == "gloo"
+    for bad, message in (
+        ({"WORLD_SIZE": "9"}, r"WORLD_SIZE=9 is out of range; use 1\.\.8"),
+        ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
+        ({"MASTER_PORT": "0"}, "MASTER_PORT=0 is out of range"),
+        ({"WORLD_SIZE": "2", "RANK": "1"}, "not under torchrun"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            Rendezvous.from_env(bad, "cuda")
+
+
+def test_bad_rank_environment_makes_the_engine_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MULTITALK_DEVICE", "cpu")
+    monkeypatch.setenv("WORLD_SIZE", "12")
+    _, availability = create_engine("multitalk", tmp_path)
+    assert not availability.available and "WORLD_SIZE=12" in availability.reason
+
+
+def test_check_lists_the_precisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MULTITALK_DEVICE", "cpu")
+    _, availability = create_engine("multitalk", tmp_path)
+    precisions = availability.details["precisions"]
+    assert isinstance(precisions, dict) and set(precisions) == {"bf16", "fp8", "int8"}
+    assert availability.details["ranks"] == 1

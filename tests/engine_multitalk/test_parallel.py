@@ -6,6 +6,7 @@ test_transformer_parity), so the multi-rank output does too. fp32, rtol = atol =
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,3 +117,28 @@ def test_split_sizes() -> None:
     assert split_sizes(40, 3) == [14, 13, 13] and split_offsets(40, 3) == [0, 14, 27]
     assert split_sizes(32760, 8) == [4095] * 8
     assert sum(split_sizes(7, 4)) == 7
+
+
+@pytest.mark.slow
+def test_a_worker_that_fails_to_load_fails_the_render_quickly(tmp_path: Path) -> None:
+    """A worker rank dies while loading (here: no model files): rank 0's next collective fails at once,
+    and closing the pool reports the worker's error, instead of waiting for the process-group timeout."""
+    import time
+
+    from multitalk.runner.engines.multitalk import distributed
+    from multitalk.runner.engines.multitalk.parallel_plan import Rendezvous
+    from multitalk.runner.engines.multitalk.workers import LoadSpec, WorkerPool
+
+    rendezvous = Rendezvous(2, port=ranks.free_port(), device_type="cpu")
+    pool = WorkerPool(rendezvous, LoadSpec(model_dir=tmp_path / "absent", strict_geometry=False, precision="bf16"))
+    started = time.monotonic()
+    try:
+        distributed.join(rendezvous, 0)
+        with pytest.raises(RuntimeError):
+            box: list[object] = [None]
+            torch.distributed.broadcast_object_list(box, src=1)  # rank 1 never gets there
+        with pytest.raises(RuntimeError, match="model files missing"):
+            pool.close()
+    finally:
+        distributed.leave()
+    assert time.monotonic() - started < 120

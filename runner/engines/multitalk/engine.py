@@ -245,18 +245,19 @@ class MultiTalkEngine(Engine):
 
     def close(self) -> None:
         state = self._state
-        denoiser, workers = state.get("denoiser"), state.get("workers")
+        denoiser, workers = state.get("denoiser"), state.pop("workers", None)
         if workers is None:
             return
         from . import distributed
 
         try:
-            if isinstance(denoiser, distributed.ParallelDenoiser):
-                denoiser.stop()
-            workers.close()
+            if state.get("finished") and isinstance(denoiser, distributed.ParallelDenoiser):
+                denoiser.stop()  # the workers wait for the next message: release them
+                workers.close()
+            else:  # failed mid-render: a worker may sit in a collective that rank 0 left
+                workers.terminate()
         finally:
             distributed.leave()
-            state.pop("workers", None)
 
     def _residency(self, active: str) -> None:
         """Offload: only `active` (an encoder name or 'transformer') is on the GPU while it runs.
@@ -289,11 +290,18 @@ class MultiTalkEngine(Engine):
         shape = (len(features), *features[0].shape)
         device = state["device"]
         return EngineInfo(
-            device=str(state["torch"].cuda.get_device_name(device)) if device.type == "cuda" else "cpu",
+            device=self._device_label(device),
             precision=state["precision"] if state["precision"] != "bf16" or device.type == "cuda" else "fp32",
             models=("Wan2.1-I2V-14B-480P", "MeiGen-MultiTalk", "chinese-wav2vec2-base"),
             feature_shape=tuple(int(x) for x in shape),
         )
+
+    def _device_label(self, device: Any) -> str:
+        """'NVIDIA H100 80GB HBM3', '4 x NVIDIA H100 80GB HBM3 (FSDP)', 'cpu', '2 x cpu'."""
+        name = str(self._state["torch"].cuda.get_device_name(device)) if device.type == "cuda" else "cpu"
+        ranks = self.rendezvous.world
+        label = f"{ranks} x {name}" if ranks > 1 else name
+        return label + (" (FSDP)" if self._state.get("sharded") else "")
 
     def frames(self, inputs: RenderInputs, progress: ProgressFn) -> Iterator[Image]:
         from PIL import Image as PILImage
@@ -351,6 +359,7 @@ class MultiTalkEngine(Engine):
             first += drop
         if out < len(wanted):
             raise RuntimeError(f"generated {first + len(buffer)} frames at 25 fps, needed {wanted[-1] + 1}")
+        state["finished"] = True
 
     def _person_masks(self, inputs: RenderInputs) -> Any:
         """Latent-grid masks of the two persons; a bbox that covers no token of the frame is refused."""

@@ -86,9 +86,16 @@ def worker_main(index: int, rendezvous: Rendezvous, spec: LoadSpec) -> None:
 
 
 class WorkerPool:
-    """Ranks 1..N-1 as spawned processes; close() waits for them after rank 0 said stop."""
+    """Ranks 1..N-1 as spawned processes.
+
+    A watchdog thread notices a worker that dies (e.g. out of memory while loading), prints its
+    traceback and aborts rank 0's process group, so rank 0's pending collective fails at once
+    instead of at the process-group timeout (gloo notices the closed connection by itself).
+    """
 
     def __init__(self, rendezvous: Rendezvous, spec: LoadSpec) -> None:
+        import threading
+
         from torch.multiprocessing.spawn import start_processes
 
         self.context = start_processes(  # type: ignore[no-untyped-call]
@@ -98,15 +105,60 @@ class WorkerPool:
             join=False,
             start_method="spawn",
         )
+        self.failure: BaseException | None = None
+        self._closing = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="multitalk-worker-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _watch(self) -> None:
+        import sys
+
+        while not self._closing.is_set():
+            try:
+                if self.context.join(timeout=1.0):
+                    return
+            except Exception as exc:  # a worker failed; join() carries its traceback
+                self.failure = exc
+                print(f"multitalk-runner: a worker rank failed: {exc}", file=sys.stderr, flush=True)
+                _abort_process_group()
+                return
 
     def close(self, timeout: float = 120.0) -> None:
-        """Wait for every worker; a worker that failed raises here with its traceback."""
+        """Wait for every worker after rank 0 said stop; raises if one failed."""
         import time
 
+        self._closing.set()
+        self._watchdog.join()
+        if self.failure is not None:
+            raise RuntimeError(f"a worker rank failed: {self.failure}") from self.failure
         deadline = time.monotonic() + timeout
-        while not self.context.join(timeout=1.0):
+        while True:
+            try:
+                if self.context.join(timeout=1.0):
+                    return
+            except Exception as exc:  # torch's ProcessRaisedException / ProcessExitedException
+                raise RuntimeError(f"a worker rank failed: {exc}") from exc
             if time.monotonic() > deadline:
-                for process in self.context.processes:
-                    if process.is_alive():
-                        process.terminate()
+                self.terminate()
                 raise RuntimeError(f"worker ranks did not exit within {timeout:.0f} s")
+
+    def terminate(self) -> None:
+        """After a failed render: the workers may be inside a collective rank 0 left; end them."""
+        self._closing.set()
+        self._watchdog.join()
+        for process in self.context.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.context.processes:
+            process.join(timeout=30)
+
+
+def _abort_process_group() -> None:
+    import torch.distributed as dist
+
+    abort = getattr(dist.distributed_c10d, "_abort_process_group", None)
+    if abort is not None and dist.is_initialized():
+        try:
+            abort()
+        except RuntimeError:
+            return
