@@ -6,7 +6,7 @@ loader does (bf16, or quantised while loading: fp8 e4m3 / int8 weight-only). One
 step = 3 model evaluations (text + audio CFG), or 2 with --text-scale-one; 2 persons adds
 L-RoPE and its reference attention map.
 
-The one command for one H100/H200 (~5 minutes; bf16, fp8 and int8 at 480p, 81 frames):
+The one command for one H100/H200 (bf16, fp8 and int8 at 480p, 81 frames; estimated 3-6 minutes):
 
     python benchmarks/multitalk_step.py
 

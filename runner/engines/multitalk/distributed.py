@@ -15,6 +15,7 @@ broadcast/all_gather on the rank's device (CUDA for NCCL, CPU for gloo).
 from __future__ import annotations
 
 import datetime
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,7 +166,9 @@ class ParallelDenoiser:
         payload = {"branches": branches, "tea_cache": tea_cache, "steps": steps}
         self.state.exchange(("render", payload))
         self.state.start_render(payload)
-        return self.state.plan.describe()
+        layout = self.state.plan.describe()
+        print(f"multitalk-runner: {branches} evaluations per step on {layout}", file=sys.stderr, flush=True)
+        return layout
 
     def set_window(self, conditions: dict[str, Conditioning]) -> None:
         layout, tensors = pack_conditions(conditions)
