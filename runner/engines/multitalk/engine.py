@@ -170,6 +170,16 @@ class MultiTalkEngine(Engine):
                 raise InvalidInput(
                     "give a bbox for both speakers or for neither (default: left and right halves)", "speakers[].bbox"
                 )
+        if request.sampling.precision == "fp8":  # refused before any download (exit 4: this hardware, not the input)
+            import torch
+
+            from .quantization import fp8_support
+
+            fp8_ok, why = fp8_support(torch.device("cpu") if self.device_name == "cpu" else torch.device("cuda", 0))
+            if not fp8_ok:
+                raise EngineUnavailable(
+                    f"precision fp8 is not supported here: {why}; use int8 or auto", "sampling.precision"
+                )
 
     def load(self, request: RenderRequest) -> None:
         import torch
@@ -228,17 +238,13 @@ class MultiTalkEngine(Engine):
         )
 
     def _memory_plan(self, request: RenderRequest, files: model_files.ModelFiles, device: Any) -> tuple[str, bool]:
-        """Resolve `auto`, decide FSDP sharding, refuse a precision this GPU cannot run (exit 4, naming the field)."""
+        """Resolve `auto` and decide FSDP sharding (validate() already refused fp8 where it cannot run)."""
         import torch
 
         from .quantization import fp8_support
 
-        fp8_ok, fp8_why = fp8_support(device)
+        fp8_ok, _ = fp8_support(device)
         requested = request.sampling.precision
-        if requested == "fp8" and not fp8_ok:
-            raise EngineUnavailable(
-                f"precision fp8 is not supported here: {fp8_why}; use int8 or auto", "sampling.precision"
-            )
         gpu_bytes = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
         bf16_bytes = files.transformer_bf16_bytes()
         return memory_plan(requested, bf16_bytes, gpu_bytes, fp8_ok, self.offload, self.rendezvous.world)
