@@ -55,14 +55,17 @@ MAX_INLINE_IMAGE = 48 * 1024
 MAX_INLINE_AUDIO = 24 * 1024
 MAX_INLINE_TOTAL = 96 * 1024
 
-# Names the operator sets itself; a user's runner.env must not shadow them.
-RESERVED_ENV = (REQUEST_ENV, RESULT_PATH_ENV, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Names the operator sets itself; a user's runner.env must not shadow them (the rank
+# environment of a multi-GPU pod included).
+RANK_ENV = ("WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK")
+RESERVED_ENV = (REQUEST_ENV, RESULT_PATH_ENV, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", *RANK_ENV)
 NOT_RESERVED = Rule(
     cel=f"!(self in [{', '.join(repr(name).replace(chr(39), chr(34)) for name in RESERVED_ENV)}])",
     holds=lambda name: name not in RESERVED_ENV,
     message="is set by the operator and cannot be overridden",
     detail=lambda name: name,
 )
+MAX_GPUS = 8  # one pod, one node: the runner's ranks meet over NVLink/PCIe, never the network
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -142,7 +145,10 @@ class EnvVar(ApiModel):
         min_length=1,
         max_length=256,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description=f"Variable name; {', '.join(RESERVED_ENV[:2])} and the AWS keys are set by the operator.",
+        description=(
+            f"Variable name; {', '.join(RESERVED_ENV[:2])}, the AWS keys and the rank environment "
+            f"({', '.join(RANK_ENV)}) are set by the operator."
+        ),
     )
     value: str | None = Field(default=None, max_length=32768, description="Literal value.")
     value_from: dict[str, Any] | None = Field(
@@ -160,6 +166,17 @@ class RunnerSpec(ApiModel):
     )
     resources: ResourceRequirements | None = Field(default=None, description="Container resources; default: one GPU.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
+    gpus: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_GPUS,
+        description=(
+            "GPUs in the runner pod, one rank each (1..8). Sets the nvidia.com/gpu limit (and request, if "
+            "resources give one), overriding resources; more than one adds a memory-backed /dev/shm and the rank "
+            "environment, and the multitalk engine splits each step over the ranks (sequence and CFG parallel). "
+            "Default: the GPUs of resources (one)."
+        ),
+    )
 
 
 class Toleration(ApiModel):

@@ -43,6 +43,10 @@ DENIED_LABELS = ("app.kubernetes.io/instance", LABEL_NAME, LABEL_MANAGED_BY, "jo
 
 GPU_RESOURCE = "nvidia.com/gpu"
 _MAX_NAME = 63  # Job names become pod label values (batch.kubernetes.io/job-name)
+# Several GPUs: NCCL's intra-node transport needs a real /dev/shm (the container default is 64 MiB).
+SHM_PATH = "/dev/shm"
+SHM_SIZE = "8Gi"  # counted against the container's memory limit
+RANK_PORT = 29500  # the ranks rendezvous on the pod's loopback
 
 
 def job_name(tv_name: str, tv_uid: str) -> str:
@@ -77,11 +81,33 @@ def copied_labels(labels: Mapping[str, str] | None, extra_keys: list[str]) -> di
 
 def _resources(spec: api.TalkingVideoSpec, settings: OperatorSettings) -> dict[str, Any]:
     if spec.runner.resources is not None and (spec.runner.resources.limits or spec.runner.resources.requests):
-        return spec.runner.resources.wire()
-    data = json.loads(settings.runner_resources)
+        data: Any = spec.runner.resources.wire()
+    else:
+        data = json.loads(settings.runner_resources)
     if not isinstance(data, dict):
         raise ValueError("MULTITALK_RUNNER_RESOURCES must be a JSON object (a ResourceRequirements)")
-    return data
+    gpus = spec.runner.gpus
+    if gpus is not None:  # runner.gpus decides the GPU count, whatever resources say
+        data = {kind: dict(values) for kind, values in data.items()}
+        data.setdefault("limits", {})[GPU_RESOURCE] = str(gpus)
+        if GPU_RESOURCE in data.get("requests", {}):
+            data["requests"][GPU_RESOURCE] = str(gpus)
+    return dict(data)
+
+
+def _multi_gpu(spec: api.TalkingVideoSpec) -> bool:
+    return (spec.runner.gpus or 1) > 1
+
+
+def _rank_env(spec: api.TalkingVideoSpec) -> list[dict[str, Any]]:
+    """torch's rendezvous variables: the runner (rank 0) starts WORLD_SIZE - 1 more ranks in the pod."""
+    if not _multi_gpu(spec):
+        return []
+    return [
+        {"name": "WORLD_SIZE", "value": str(spec.runner.gpus)},
+        {"name": "MASTER_ADDR", "value": "127.0.0.1"},
+        {"name": "MASTER_PORT", "value": str(RANK_PORT)},
+    ]
 
 
 def _wants_gpu(resources: Mapping[str, Any]) -> bool:
@@ -111,6 +137,7 @@ def _env(spec: api.TalkingVideoSpec, settings: OperatorSettings, model_path: str
     region = spec.storage.region or settings.storage_region
     if region:
         env.append({"name": "AWS_REGION", "value": region})
+    env.extend(_rank_env(spec))
     env.extend(var.wire() for var in spec.runner.env)
     return env
 
@@ -121,6 +148,8 @@ def _container(spec: api.TalkingVideoSpec, settings: OperatorSettings, resources
     mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH_PATH}]
     if claim:
         mounts.append({"name": "models", "mountPath": mount_path, "readOnly": True})
+    if _multi_gpu(spec):
+        mounts.append({"name": "dshm", "mountPath": SHM_PATH})
     return {
         "name": CONTAINER,
         "image": spec.runner.image or settings.runner_image,
@@ -148,6 +177,8 @@ def _pod_spec(spec: api.TalkingVideoSpec, settings: OperatorSettings) -> dict[st
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
     if claim:
         volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+    if _multi_gpu(spec):
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}})
     tolerations = [t.wire() for t in spec.scheduling.tolerations]
     if _wants_gpu(resources) and not any(t.get("key") == GPU_RESOURCE for t in tolerations):
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})

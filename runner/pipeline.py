@@ -186,7 +186,7 @@ class Pipeline:
 
         t = time.perf_counter()
         self.progress("load", 0.0)
-        engine.load()
+        engine.load(req)
         self.progress("load", 1.0)
         self._time("model_load_seconds", t)
 
@@ -197,7 +197,7 @@ class Pipeline:
             # e.g. lite finds no face: a test card stands in, said so. The refusing engine is
             # still closed by run(); the placeholder holds nothing to close.
             engine = self._stand_in(engine, exc)
-            engine.load()
+            engine.load(req)
             info = engine.prepare(inputs, lambda f: self.progress("features", f))
         self.timings = self.timings.model_copy(
             update={"feature_seconds": round(time.perf_counter() - t + decode_seconds, 3)}

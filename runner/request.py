@@ -21,6 +21,9 @@ from multitalk.runner.rules import Rule, model_rules, publish_model_rules
 
 EngineName = Literal["auto", "multitalk", "lite", "placeholder"]
 AudioMode = Literal["sequential", "simultaneous"]
+# Weights of the multitalk transformer: auto = bf16 when it fits the GPU, else fp8 where the GPU
+# has fp8 tensor cores, else int8 (docs/engines/multitalk.md).
+Precision = Literal["auto", "bf16", "fp8", "int8"]
 
 # Inputs: s3://bucket/key, https://..., file://..., data:...;base64,..., or a plain path.
 INPUT_SCHEMES = ("s3", "https", "file", "data")
@@ -251,6 +254,13 @@ class SamplingSpec(ApiModel):
         default=0.0, ge=0.0, le=1.0, description="TeaCache threshold; 0 turns it off, 0.2-0.5 trades quality for speed."
     )
     loras: list[Lora] = Field(default_factory=list, max_length=4, description="LoRAs to merge, in order.")
+    precision: Precision = Field(
+        default="auto",
+        description=(
+            "Transformer weights: bf16; fp8 (e4m3 weights and matmuls, GPUs of compute capability 8.9+); "
+            "int8 (weight-only, any GPU); auto: bf16 when it fits the GPU, else fp8 where supported, else int8."
+        ),
+    )
 
 
 class LiteSpec(ApiModel):

@@ -78,8 +78,8 @@ class Engine(ABC):
     def validate(self, request: RenderRequest) -> None:
         """Raise InvalidInput for requests this engine cannot honour (before any download)."""
 
-    def load(self) -> None:
-        """Load models; timed as modelLoadSeconds."""
+    def load(self, request: RenderRequest) -> None:
+        """Load models for this request (precision, LoRAs, ranks); timed as modelLoadSeconds."""
 
     def prepare(self, inputs: RenderInputs, progress: ProgressFn) -> EngineInfo:
         """Audio features, face analysis, ...; timed as featureSeconds."""

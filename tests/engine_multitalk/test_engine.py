@@ -17,9 +17,11 @@ from PIL import Image
 from multitalk.runner.engines.multitalk.engine import (
     MultiTalkEngine,
     generation_size,
+    memory_plan,
     resample_indices,
     window_plan,
 )
+from multitalk.runner.engines.multitalk.parallel_plan import Rendezvous
 from multitalk.runner.engines.registry import create_engine
 
 from . import tiny, tiny_cache
@@ -76,9 +78,8 @@ def portrait(path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_two_speakers_clip_mode(tmp_path: Path, cache: Path) -> None:
-    request = {
+def two_speaker_request(tmp_path: Path, name: str, **sampling: object) -> dict[str, object]:
+    return {
         "engine": "multitalk",
         "image": str(portrait(tmp_path / "face.png")),
         "speakers": [
@@ -88,17 +89,60 @@ def test_two_speakers_clip_mode(tmp_path: Path, cache: Path) -> None:
         "audioMode": "sequential",
         "prompt": "two people talk in a bright studio",
         "video": {"width": 96, "height": 64, "fps": 25},
-        "sampling": {"steps": 2, "seed": 1, "loras": [{"path": "loras/speed.safetensors", "scale": 1.2}]},
-        "output": {"uri": str(tmp_path / "out.mp4")},
+        "sampling": {"steps": 2, "seed": 1, "loras": [{"path": "loras/speed.safetensors", "scale": 1.2}], **sampling},
+        "output": {"uri": str(tmp_path / name)},
     }
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+
+
+@pytest.fixture(scope="module")
+def one_rank_frames(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> list[np.ndarray]:
+    """Two speakers with bboxes and a LoRA, clip mode, on one rank (the single-process engine)."""
+    tmp_path = tmp_path_factory.mktemp("one_rank")
+    proc, result = render(tmp_path, cache, two_speaker_request(tmp_path, "out.mp4"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert result["engine"]["name"] == "multitalk" and result["engine"]["precision"] == "fp32"
+    return decoded_frames(tmp_path / "out.mp4")
+
+
+@pytest.mark.slow
+def test_two_speakers_clip_mode(one_rank_frames: list[np.ndarray]) -> None:
+    assert len(one_rank_frames) == 25  # 1 s of speech at 25 fps
+    assert one_rank_frames[0].shape == (64, 96, 3)
+
+
+@pytest.mark.slow
+def test_two_ranks_render_what_one_renders(tmp_path: Path, cache: Path, one_rank_frames: list[np.ndarray]) -> None:
+    """WORLD_SIZE=2: the runner spawns rank 1 (its own transformer copy, the LoRA merged), splits the sequence
+    (3 evaluations per step), and rank 0 alone writes the video; the frames equal the single-rank ones."""
+    from .ranks import free_port
+
+    proc, result = render(
+        tmp_path, cache, two_speaker_request(tmp_path, "two.mp4"), WORLD_SIZE="2", MASTER_PORT=str(free_port())
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert result["ok"] and result["engine"]["name"] == "multitalk" and result["engine"]["device"] == "2 x cpu"
+    frames = decoded_frames(tmp_path / "two.mp4")
+    assert len(frames) == len(one_rank_frames)
+    worst = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(frames, one_rank_frames, strict=True))
+    assert worst <= 1, worst  # fp32 differences of ~1e-6 may flip a rounding, never more
+    inputs = {"face.png", "a.wav", "b.wav", "request.json", "result.json"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in inputs) == ["two.json", "two.mp4", "two.png"]
+
+
+@pytest.mark.slow
+def test_int8_precision_renders(tmp_path: Path, cache: Path) -> None:
+    """sampling.precision int8: blocks quantised while loading (torchao), reported on the result."""
+    request = two_speaker_request(tmp_path, "int8.mp4", precision="int8", steps=1)
     proc, result = render(tmp_path, cache, request)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert result["engine"]["name"] == "multitalk"
-    with av.open(str(tmp_path / "out.mp4")) as container:
-        stream = container.streams.video[0]
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    assert len(frames) == 25  # 1 s of speech at 25 fps
-    assert frames[0].shape == (64, 96, 3)
+    assert result["engine"]["precision"] == "int8"
+    assert len(decoded_frames(tmp_path / "int8.mp4")) == 25
 
 
 @pytest.mark.slow
@@ -204,3 +248,51 @@ def test_validate_names_the_field(tmp_path: Path) -> None:
             )
         )
     assert err.value.field == "speakers[].bbox"
+
+
+GIB = 2**30
+
+
+def test_memory_plan() -> None:
+    bf16 = 38 * GIB  # the 14B transformer + audio adapter
+    # 80 GB GPU: bf16 replicated; 48 GB: fp8 where supported, else int8; 4 x 48 GB: bf16 sharded.
+    assert memory_plan("auto", bf16, 80 * GIB, True, "none", 1) == ("bf16", False)
+    assert memory_plan("auto", bf16, 48 * GIB, True, "none", 1) == ("fp8", False)
+    assert memory_plan("auto", bf16, 48 * GIB, False, "none", 1) == ("int8", False)
+    assert memory_plan("auto", bf16, 48 * GIB, True, "none", 4) == ("bf16", True)
+    assert memory_plan("bf16", bf16, 48 * GIB, True, "none", 2) == ("bf16", True)
+    assert memory_plan("bf16", bf16, 80 * GIB, True, "none", 8) == ("bf16", False)
+    assert memory_plan("int8", bf16, 48 * GIB, True, "none", 4) == ("int8", False)
+    # No GPU figure (CPU) or an offload mode: never sharded, auto is bf16.
+    assert memory_plan("auto", bf16, None, True, "none", 2) == ("bf16", False)
+    assert memory_plan("auto", bf16, 24 * GIB, True, "sequential", 1) == ("bf16", False)
+
+
+def test_rank_environment() -> None:
+    assert Rendezvous.from_env({}, "cuda") == Rendezvous(1)
+    env = {"WORLD_SIZE": "4", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29501"}
+    assert Rendezvous.from_env(env, "cuda") == Rendezvous(4, "127.0.0.1", 29501, "cuda")
+    assert Rendezvous.from_env(env, "cpu").backend == "gloo"
+    for bad, message in (
+        ({"WORLD_SIZE": "9"}, r"WORLD_SIZE=9 is out of range; use 1\.\.8"),
+        ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
+        ({"MASTER_PORT": "0"}, "MASTER_PORT=0 is out of range"),
+        ({"WORLD_SIZE": "2", "RANK": "1"}, "not under torchrun"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            Rendezvous.from_env(bad, "cuda")
+
+
+def test_bad_rank_environment_makes_the_engine_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MULTITALK_DEVICE", "cpu")
+    monkeypatch.setenv("WORLD_SIZE", "12")
+    _, availability = create_engine("multitalk", tmp_path)
+    assert not availability.available and "WORLD_SIZE=12" in availability.reason
+
+
+def test_check_lists_the_precisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MULTITALK_DEVICE", "cpu")
+    _, availability = create_engine("multitalk", tmp_path)
+    precisions = availability.details["precisions"]
+    assert isinstance(precisions, dict) and set(precisions) == {"bf16", "fp8", "int8"}
+    assert availability.details["ranks"] == 1

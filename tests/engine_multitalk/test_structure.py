@@ -6,6 +6,7 @@ import torch
 
 from multitalk.runner.engines.multitalk.assemble import build_transformer
 from multitalk.runner.engines.multitalk.audio_adapter import MultiTalkAudioAdapter
+from multitalk.runner.engines.multitalk.residency import OffloadedBlocks
 from multitalk.runner.engines.multitalk.teacache import TeaCache
 from multitalk.runner.engines.multitalk.weights import original_to_diffusers, split_audio, wan_config_from_original
 
@@ -37,7 +38,8 @@ def test_block_offload_gives_same_output() -> None:
     latents, timestep, cond = conditioning(2)
     with torch.no_grad():
         expected = model(latents, timestep, cond)
-        model.block_device = torch.device("cpu")  # blocks visit the execution device one at a time
+        # blocks visit the execution device one at a time
+        model.block_residency = OffloadedBlocks(model.block_pairs(), torch.device("cpu"))
         streamed = model(latents, timestep, cond)
     torch.testing.assert_close(streamed, expected, **TOL)
 

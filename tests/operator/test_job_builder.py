@@ -125,6 +125,45 @@ def test_gpu_resources_default_from_settings_and_toleration() -> None:
     assert "tolerations" not in cpu_job["spec"]["template"]["spec"]
 
 
+def test_gpus_give_the_limit_shm_and_rank_environment() -> None:
+    obj = tv()
+    obj["spec"]["runner"] = {
+        "gpus": 4,
+        "resources": {"limits": {"nvidia.com/gpu": 1, "memory": "200Gi"}, "requests": {"nvidia.com/gpu": 1}},
+    }
+    job = build(obj)
+    resources = container(job)["resources"]
+    assert resources["limits"] == {"nvidia.com/gpu": "4", "memory": "200Gi"}
+    assert resources["requests"] == {"nvidia.com/gpu": "4"}
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}} in pod["volumes"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container(job)["volumeMounts"]
+    variables = env(job)
+    assert (variables["WORLD_SIZE"], variables["MASTER_ADDR"], variables["MASTER_PORT"]) == ("4", "127.0.0.1", "29500")
+    assert "RANK" not in variables  # the runner is rank 0 and starts the others itself
+    # One GPU (explicitly or by default): no shm volume, no rank environment; the default limit still set.
+    one = tv()
+    one["spec"]["runner"] = {"gpus": 1}
+    single = build(one)
+    assert container(single)["resources"] == {"limits": {"nvidia.com/gpu": "1"}}
+    assert "WORLD_SIZE" not in env(single) and "WORLD_SIZE" not in env(build())
+    assert all(v["name"] != "dshm" for v in single["spec"]["template"]["spec"]["volumes"])
+
+
+def test_gpus_out_of_range_and_rank_env_reserved() -> None:
+    import pytest
+
+    for bad in (0, 9):
+        obj = tv()
+        obj["spec"]["runner"] = {"gpus": bad}
+        with pytest.raises(api.InvalidSpecError, match=r"spec\.runner\.gpus"):
+            api.parse_spec(obj["spec"])
+    obj = tv()
+    obj["spec"]["runner"] = {"env": [{"name": "WORLD_SIZE", "value": "2"}]}
+    with pytest.raises(api.InvalidSpecError, match="set by the operator"):
+        api.parse_spec(obj["spec"])
+
+
 def test_model_cache_read_only() -> None:
     obj = tv()
     obj["spec"]["modelCache"] = {"claimName": "models", "mountPath": "/models"}

@@ -94,7 +94,7 @@ class LiteEngine(Engine):
                 field="image",
             )
 
-    def load(self) -> None:
+    def load(self, request: RenderRequest | None = None) -> None:
         if self._finder is None:
             self._finder = FaceFinder()
         if self._phones is None:

@@ -71,22 +71,39 @@ class AudioCrossAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(
-        self, x: torch.Tensor, audio: torch.Tensor, frames: int, attention_map: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        audio: torch.Tensor,
+        frames: int,
+        attention_map: torch.Tensor | None,
+        offset: int = 0,
+        total: int | None = None,
     ) -> torch.Tensor:
-        """x [1, S, dim] (S = frames * tokens per frame), audio [frames, A, audio_dim]; map [3, S] for 2 persons."""
+        """x [1, S, dim], audio [frames, A, audio_dim]; map [3, total] for 2 persons.
+
+        Under sequence parallelism x holds tokens offset .. offset + S of `total`; a range that
+        starts or ends inside a latent frame is padded to whole frames for the batched
+        attention and cut back afterwards (queries are independent, so padding changes nothing).
+        """
         batch, seq, dim = x.shape
+        total = seq if total is None else total
+        per_frame = total // frames
         head_dim = dim // self.heads
         q = self.q_linear(x).view(batch, seq, self.heads, head_dim).transpose(1, 2)  # B, H, S, D
         k, v = self.kv_linear(audio).view(frames, -1, 2, self.heads, head_dim).permute(2, 0, 3, 1, 4)  # F, H, A, D
         if attention_map is not None:
-            q = rope_1d(q, video_token_positions(attention_map))
+            q = rope_1d(q, video_token_positions(attention_map)[offset : offset + seq])
             k = rope_1d(k.transpose(0, 1).flatten(1, 2), audio_key_positions(k.shape[2], frames, k.device))
             k = torch.unflatten(k, 1, (frames, -1)).transpose(0, 1)
-        q = torch.unflatten(q, 2, (frames, -1)).transpose(1, 2).flatten(0, 1)  # B*F, H, S/F, D
-        k, v = k.repeat(batch, 1, 1, 1), v.repeat(batch, 1, 1, 1)
+        first, last = offset // per_frame, (offset + seq - 1) // per_frame + 1
+        lead, trail = offset - first * per_frame, last * per_frame - offset - seq
+        if lead or trail:
+            q = F.pad(q, (0, 0, lead, trail))
+        q = torch.unflatten(q, 2, (last - first, per_frame)).transpose(1, 2).flatten(0, 1)  # B*F, H, S/F, D
+        k, v = k[first:last].repeat(batch, 1, 1, 1), v[first:last].repeat(batch, 1, 1, 1)
         out = F.scaled_dot_product_attention(q, k, v)
-        out = torch.unflatten(out, 0, (batch, frames)).permute(0, 1, 3, 2, 4).reshape(batch, seq, dim)
-        projected: torch.Tensor = self.proj(out)
+        out = torch.unflatten(out, 0, (batch, last - first)).permute(0, 1, 3, 2, 4).reshape(batch, -1, dim)
+        projected: torch.Tensor = self.proj(out[:, lead : lead + seq])
         return projected
 
 
@@ -99,7 +116,13 @@ class AudioBlock(nn.Module):
         self.audio_cross_attn = AudioCrossAttention(dim, audio_dim, heads)
 
     def forward(
-        self, x: torch.Tensor, audio: torch.Tensor, frames: int, attention_map: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        audio: torch.Tensor,
+        frames: int,
+        attention_map: torch.Tensor | None,
+        offset: int = 0,
+        total: int | None = None,
     ) -> torch.Tensor:
         normed = F.layer_norm(
             x.float(),
@@ -108,7 +131,7 @@ class AudioBlock(nn.Module):
             self.norm_x.bias.float(),
             self.norm_x.eps,
         ).type_as(x)
-        out: torch.Tensor = self.audio_cross_attn(normed, audio, frames, attention_map)
+        out: torch.Tensor = self.audio_cross_attn(normed, audio, frames, attention_map, offset, total)
         return out
 
 

@@ -4,13 +4,16 @@ Importing this module needs neither torch nor diffusers, so `multitalk-runner ch
 precisely what is missing; the heavy imports happen in load().
 
 Its MULTITALK_* environment settings (offload, resolution, colour matching, guidance,
-device) are typed in env_settings.py; docs/engines/multitalk.md lists them.
+device) are typed in env_settings.py; docs/engines/multitalk.md lists them. The rank
+environment (WORLD_SIZE, MASTER_ADDR, MASTER_PORT, set by the operator for runner.gpus > 1)
+makes this process rank 0, which spawns the other ranks when the engine loads.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,12 +26,48 @@ from multitalk.runner.request import RenderRequest
 
 from . import model_files
 from .env_settings import EngineMisconfigured, MultiTalkSettings, load_settings
+from .parallel_plan import Rendezvous
 
 MODEL_FPS = 25
 CLIP_FRAMES = 81  # the window MultiTalk was trained on
 MOTION_FRAMES = 25
 NEGATIVE_PROMPT = "blurry, low quality, distorted face, deformed mouth, extra fingers, static picture, subtitles"
-REQUIRED_PACKAGES = ("torch", "diffusers", "transformers", "safetensors", "accelerate", "pyloudnorm", "skimage")
+REQUIRED_PACKAGES = (
+    "torch",
+    "torchao",
+    "diffusers",
+    "transformers",
+    "safetensors",
+    "accelerate",
+    "pyloudnorm",
+    "skimage",
+)
+# auto precision: bf16 when its weights leave this much of the GPU for activations and encoders.
+AUTO_BF16_HEADROOM_BYTES = 24 * 2**30
+
+
+def memory_plan(
+    requested: str, bf16_weight_bytes: int, gpu_bytes: int | None, fp8_supported: bool, offload: str, ranks: int
+) -> tuple[str, bool]:
+    """(precision, shard the blocks over the ranks with FSDP) for a render.
+
+    bf16 fits when its weights (replicated, or 1/ranks of them sharded) leave
+    AUTO_BF16_HEADROOM_BYTES of the GPU. auto: bf16 replicated if it fits, else bf16 sharded
+    over several ranks if that fits, else fp8 where the GPU has fp8 matmuls, else int8.
+    Quantised weights are never sharded (they are half the size; FSDP does not carry torchao's
+    tensors). No GPU figure (CPU) or an offload mode: bf16, replicated.
+    """
+    if gpu_bytes is None or offload != "none":
+        return ("bf16" if requested == "auto" else requested), False
+    replicated = bf16_weight_bytes + AUTO_BF16_HEADROOM_BYTES <= gpu_bytes
+    sharded = ranks > 1 and bf16_weight_bytes // ranks + AUTO_BF16_HEADROOM_BYTES <= gpu_bytes
+    if requested == "bf16":
+        return "bf16", ranks > 1 and not replicated
+    if requested != "auto":
+        return requested, False
+    if replicated or sharded:
+        return "bf16", not replicated
+    return ("fp8" if fp8_supported else "int8"), False
 
 
 def generation_size(width: int, height: int, area: int) -> tuple[int, int]:
@@ -68,6 +107,11 @@ class MultiTalkEngine(Engine):
         self.apg = settings.apg
         self.device_name = settings.device
         self.strict_geometry = settings.check_geometry
+        self.rendezvous = Rendezvous()
+        try:
+            self.rendezvous = Rendezvous.from_env(os.environ, "cuda" if self.device_name == "cuda" else "cpu")
+        except ValueError as exc:  # the operator sets these: a bad value is configuration, not chance
+            self._misconfigured = self._misconfigured or EngineMisconfigured(str(exc), "engine")
         self._files: model_files.ModelFiles | None = None
         self._state: dict[str, Any] = {}
 
@@ -79,11 +123,26 @@ class MultiTalkEngine(Engine):
             return Availability(False, f"not installed: {', '.join(missing)} (install the multitalk extra)")
         import torch
 
+        from .quantization import supported_precisions
+
         files = model_files.locate(self.model_dir, self.strict_geometry)
-        details: dict[str, object] = {"models": files.summary(), "offload": self.offload, "device": self.device_name}
+        details: dict[str, object] = {
+            "models": files.summary(),
+            "offload": self.offload,
+            "device": self.device_name,
+            "ranks": self.rendezvous.world,
+        }
+        if self.device_name == "cpu" or torch.cuda.is_available():
+            device = torch.device("cpu") if self.device_name == "cpu" else torch.device("cuda", 0)
+            details["precisions"] = supported_precisions(device)
         reasons = []
         if self.device_name == "cuda" and not torch.cuda.is_available():
             reasons.append("no CUDA device (torch sees none); the multitalk engine needs a GPU")
+        elif self.device_name == "cuda" and torch.cuda.device_count() < self.rendezvous.world:
+            reasons.append(
+                f"WORLD_SIZE={self.rendezvous.world} ranks but torch sees {torch.cuda.device_count()} GPU(s); "
+                "one GPU per rank (spec.runner.gpus sets both)"
+            )
         if not files.ok:
             reasons.append("model files missing or mismatched: " + "; ".join(files.problems))
         if reasons:
@@ -102,45 +161,100 @@ class MultiTalkEngine(Engine):
                 raise InvalidInput(
                     "give a bbox for both speakers or for neither (default: left and right halves)", "speakers[].bbox"
                 )
+        if request.sampling.precision == "fp8":  # refused before any download (exit 4: this hardware, not the input)
+            import torch
 
-    def load(self) -> None:
+            from .quantization import fp8_support
+
+            fp8_ok, why = fp8_support(torch.device("cpu") if self.device_name == "cpu" else torch.device("cuda", 0))
+            if not fp8_ok:
+                raise EngineUnavailable(
+                    f"precision fp8 is not supported here: {why}; use int8 or auto", "sampling.precision"
+                )
+
+    def load(self, request: RenderRequest) -> None:
         import torch
 
         from .audio_features import AudioEncoder
+        from .denoiser import LocalDenoiser
         from .encoders import Wan21Encoders
-        from .loader import load_transformer
         from .pipeline import MultiTalkPipeline
+        from .workers import LoadSpec, WorkerPool, load_rank_transformer
 
         files = model_files.locate(self.model_dir, self.strict_geometry)
         if not files.ok:
             raise EngineUnavailable("model files missing or mismatched: " + "; ".join(files.problems), "engine")
-        device = torch.device(self.device_name)
+        device = torch.device(self.device_name, 0) if self.device_name == "cuda" else torch.device("cpu")
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        on_gpu = self.offload == "none"
-        transformer = load_transformer(files, dtype, device if on_gpu else "cpu")
-        if self.offload == "sequential":
-            # Embedders, head and audio projection stay on the GPU; the blocks visit it one at a time.
-            for name, child in transformer.wan.named_children():
-                if name != "blocks":
-                    child.to(device)
-            transformer.wan.scale_shift_table.data = transformer.wan.scale_shift_table.data.to(device)
-            transformer.audio.audio_proj.to(device)
-            transformer.block_device = device
-        encoders = Wan21Encoders(files, device, dtype)
-        if on_gpu:
-            for module in encoders.modules().values():
-                module.to(device)
-        assert files.wav2vec is not None
-        self._files = files
-        self._state = {
+        precision, shard = self._memory_plan(request, files, device)
+        spec = LoadSpec(
+            model_dir=self.model_dir,
+            strict_geometry=self.strict_geometry,
+            precision=precision,
+            loras=tuple((self.model_dir / lora.path, lora.scale) for lora in request.sampling.loras),
+            offload=self.offload,
+            shard=shard,
+        )
+        state: dict[str, Any] = {
             "torch": torch,
             "device": device,
             "dtype": dtype,
-            "transformer": transformer,
-            "encoders": encoders,
-            "audio": AudioEncoder(files.wav2vec, device),
-            "pipeline_cls": MultiTalkPipeline,
+            "precision": precision,
+            "sharded": shard,
         }
+        self._state = state
+        if self.rendezvous.world > 1:
+            from . import distributed
+
+            # Workers first: they load their copies while this rank loads its own and the encoders.
+            state["workers"] = WorkerPool(self.rendezvous, spec)
+            distributed.join(self.rendezvous, 0)
+        with torch.no_grad():
+            transformer = load_rank_transformer(spec, device)  # with model offload: on the CPU until it runs
+        encoders = Wan21Encoders(files, device, dtype)
+        if self.offload == "none":
+            for module in encoders.modules().values():
+                module.to(device)
+        if self.rendezvous.world > 1:
+            state["denoiser"] = distributed.ParallelDenoiser(distributed.RankState(transformer, device))
+        else:
+            state["denoiser"] = LocalDenoiser(transformer)
+        assert files.wav2vec is not None
+        self._files = files
+        state.update(
+            transformer=transformer,
+            encoders=encoders,
+            audio=AudioEncoder(files.wav2vec, device),
+            pipeline_cls=MultiTalkPipeline,
+        )
+
+    def _memory_plan(self, request: RenderRequest, files: model_files.ModelFiles, device: Any) -> tuple[str, bool]:
+        """Resolve `auto` and decide FSDP sharding (validate() already refused fp8 where it cannot run)."""
+        import torch
+
+        from .quantization import fp8_support
+
+        fp8_ok, _ = fp8_support(device)
+        requested = request.sampling.precision
+        gpu_bytes = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
+        bf16_bytes = files.transformer_bf16_bytes()
+        return memory_plan(requested, bf16_bytes, gpu_bytes, fp8_ok, self.offload, self.rendezvous.world)
+
+    def close(self) -> None:
+        state = self._state
+        denoiser, workers = state.get("denoiser"), state.pop("workers", None)
+        if workers is None:
+            return
+        from . import distributed
+
+        try:
+            if state.get("finished") and isinstance(denoiser, distributed.ParallelDenoiser):
+                denoiser.stop()  # the workers wait for the next message: release them
+                workers.close()
+            else:  # failed mid-render: a worker may sit in a collective that rank 0 left
+                workers.terminate()
+        finally:
+            distributed.leave()
 
     def _residency(self, active: str) -> None:
         """Offload: only `active` (an encoder name or 'transformer') is on the GPU while it runs.
@@ -162,17 +276,8 @@ class MultiTalkEngine(Engine):
 
     def prepare(self, inputs: RenderInputs, progress: ProgressFn) -> EngineInfo:
         from .audio_features import loudness_normalize
-        from .loader import merge_lora
 
         state = self._state
-        loras = [(lora.path, lora.scale) for lora in inputs.request.sampling.loras]
-        merged = state.setdefault("loras", None)
-        if merged is not None and merged != loras:
-            raise RuntimeError("this engine already merged other LoRAs into its weights; use a fresh runner process")
-        if merged is None:
-            for path, scale in loras:
-                merge_lora(state["transformer"], self.model_dir / path, scale)
-            state["loras"] = loras
         features = []
         for i, speech in enumerate(inputs.speech):
             features.append(state["audio"](loudness_normalize(speech)))
@@ -182,11 +287,18 @@ class MultiTalkEngine(Engine):
         shape = (len(features), *features[0].shape)
         device = state["device"]
         return EngineInfo(
-            device=str(state["torch"].cuda.get_device_name(device)) if device.type == "cuda" else "cpu",
-            precision="bf16" if state["dtype"] == state["torch"].bfloat16 else "fp32",
+            device=self._device_label(device),
+            precision=state["precision"] if state["precision"] != "bf16" or device.type == "cuda" else "fp32",
             models=("Wan2.1-I2V-14B-480P", "MeiGen-MultiTalk", "chinese-wav2vec2-base"),
             feature_shape=tuple(int(x) for x in shape),
         )
+
+    def _device_label(self, device: Any) -> str:
+        """'NVIDIA H100 80GB HBM3', '4 x NVIDIA H100 80GB HBM3 (FSDP)', 'cpu', '2 x cpu'."""
+        name = str(self._state["torch"].cuda.get_device_name(device)) if device.type == "cuda" else "cpu"
+        ranks = self.rendezvous.world
+        label = f"{ranks} x {name}" if ranks > 1 else name
+        return label + (" (FSDP)" if self._state.get("sharded") else "")
 
     def frames(self, inputs: RenderInputs, progress: ProgressFn) -> Iterator[Image]:
         from PIL import Image as PILImage
@@ -194,7 +306,6 @@ class MultiTalkEngine(Engine):
 
         from .pipeline import Settings
         from .sampler import Guidance
-        from .teacache import TeaCache
 
         state, torch = self._state, self._state["torch"]
         if inputs.image is None:
@@ -214,15 +325,14 @@ class MultiTalkEngine(Engine):
             max_frames=max(frames_25, frame_num + 1),
             steps=sampling.steps,
             shift=sampling.shift,
+            tea_cache=sampling.tea_cache,
             seed=sampling.seed,
             guidance=Guidance(sampling.text_guidance, sampling.audio_guidance, apg=self.apg),
             color_strength=self.color_strength,
             negative_prompt=NEGATIVE_PROMPT,
         )
-        transformer = state["transformer"]
-        transformer.teacache = TeaCache(sampling.tea_cache, sampling.steps) if sampling.tea_cache > 0 else None
         encoders = state["encoders"].as_encoders()
-        pipeline = state["pipeline_cls"](transformer, encoders, state["device"], self._residency)
+        pipeline = state["pipeline_cls"](state["denoiser"], encoders, state["device"], self._residency)
         wanted = resample_indices(inputs.frames, inputs.fps, frames_25)
         buffer: list[Image] = []  # generated 25 fps frames from index `first` on
         first, out = 0, 0
@@ -246,6 +356,7 @@ class MultiTalkEngine(Engine):
             first += drop
         if out < len(wanted):
             raise RuntimeError(f"generated {first + len(buffer)} frames at 25 fps, needed {wanted[-1] + 1}")
+        state["finished"] = True
 
     def _person_masks(self, inputs: RenderInputs) -> Any:
         """Latent-grid masks of the two persons; a bbox that covers no token of the frame is refused."""

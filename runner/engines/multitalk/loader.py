@@ -7,15 +7,18 @@ memory-mapped shard, cast to the target dtype, and placed on the target device o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
+from torch import nn
 
 from .assemble import build_adapter, build_wan
 from .model_files import ModelFiles, safetensors_header
+from .quantization import quantize_block, quantize_config
 from .transformer import MultiTalkTransformer
 from .weights import audio_key, original_to_diffusers, wan_config_from_original
 
@@ -69,9 +72,21 @@ def original_key_map(shapes: Mapping[str, list[int]]) -> dict[str, str]:
 
 
 def load_transformer(
-    files: ModelFiles, dtype: torch.dtype = torch.bfloat16, device: torch.device | str = "cpu"
+    files: ModelFiles,
+    dtype: torch.dtype = torch.bfloat16,
+    device: torch.device | str = "cpu",
+    precision: str = "bf16",
+    loras: Sequence[tuple[Path, float]] = (),
+    compute_device: torch.device | None = None,
+    on_block: Callable[[str, nn.Module], None] | None = None,
 ) -> MultiTalkTransformer:
-    """Wan2.1-I2V transformer (either layout) + MultiTalk audio adapter from multitalk.safetensors."""
+    """Wan2.1-I2V transformer (either layout) + MultiTalk audio adapter from multitalk.safetensors.
+
+    Block by block: read (memory-mapped), cast, merge the LoRAs, quantise to `precision`;
+    so host RAM holds one block at most and the GPU never the whole model in bf16.
+    `compute_device` (default: `device`) decides the fp8 flavour when loading for offload;
+    `on_block` sees each finished block last (FSDP sharding).
+    """
     if files.transformer_dir is None or files.multitalk is None:
         raise FileNotFoundError("; ".join(files.problems) or "transformer or multitalk.safetensors not found")
     raw = LazyTensors(files.transformer_files)
@@ -88,32 +103,104 @@ def load_transformer(
         wan_state = LazyTensors(files.transformer_files, {k: k for k in base_keys})
     audio_names = {key: audio_key(key) for key in safetensors_header(files.multitalk)}
     audio_state = LazyTensors([files.multitalk], {k: v for k, v in audio_names.items() if v is not None})
-    wan = build_wan(config, wan_state, dtype, device)
-    adapter = build_adapter(wan.config, audio_state, dtype, device)
+    deltas = [(LoraDeltas.read(path), scale) for path, scale in loras]
+    config_q = quantize_config(precision, compute_device or torch.device(device))
+    if config_q is not None and torch.device(device).type == "cpu":
+        return_freed_memory_eagerly()
+
+    def finish_block(name: str, block: nn.Module) -> None:
+        if name.startswith("blocks."):  # LoRAs target the Wan layers (diffusers names)
+            for lora, scale in deltas:
+                lora.merge(block, name, scale)
+        quantize_block(block, config_q)
+        if on_block is not None:
+            on_block(name, block)
+
+    wan = build_wan(config, wan_state, dtype, device, finish_block)
+    for lora, scale in deltas:
+        lora.merge(wan, "", scale, skip_prefix="blocks.")
+        lora.check_all_merged()
+    adapter = build_adapter(wan.config, audio_state, dtype, device, finish_block)
     return MultiTalkTransformer(wan, adapter)
+
+
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+EAGER_MMAP_BYTES = 1 << 20
+
+
+def return_freed_memory_eagerly() -> None:
+    """Quantising on the CPU makes a few fp32 temporaries per layer; glibc's adaptive threshold
+    would serve them from its heap and keep the freed pages, so the process would end up
+    holding about the bf16 size again. A fixed 1 MiB mmap threshold hands them back on free
+    (measured: benchmarks/multitalk_load_memory.py). No-op without glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(M_MMAP_THRESHOLD, EAGER_MMAP_BYTES)
+    except (OSError, AttributeError):
+        return
+
+
+@dataclass
+class LoraDeltas:
+    """One Wan LoRA file (original, kohya or diffusers naming): layer name -> (down, up, up bias)."""
+
+    path: Path
+    layers: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
+    merged: set[str] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, path: Path) -> LoraDeltas:
+        from diffusers.loaders import WanLoraLoaderMixin
+        from safetensors.torch import load_file
+
+        state = WanLoraLoaderMixin.lora_state_dict(load_file(str(path)))
+        layers = {}
+        for key in [k for k in state if k.endswith(".lora_A.weight")]:
+            name = key.removeprefix("transformer.").removesuffix(".lora_A.weight")
+            layers[name] = (
+                state[key],
+                state[f"transformer.{name}.lora_B.weight"],
+                state.get(f"transformer.{name}.lora_B.bias"),
+            )
+        if not layers:
+            raise ValueError(f"{path.name}: no LoRA layers found")
+        return cls(path, layers)
+
+    def merge(self, module: nn.Module, prefix: str, scale: float, skip_prefix: str | None = None) -> int:
+        """Add scale * B @ A into the layers of `module` (named `prefix` in the transformer)."""
+        count = 0
+        for local, layer in module.named_modules():
+            name = f"{prefix}.{local}" if prefix and local else (prefix or local)
+            if name not in self.layers or (skip_prefix and name.startswith(skip_prefix)):
+                continue
+            down, up, bias = self.layers[name]
+            weight = layer.weight
+            with torch.no_grad():
+                delta = up.to(weight.device, torch.float32) @ down.to(weight.device, torch.float32)
+                weight.copy_((weight.float() + scale * delta).to(weight.dtype))
+                if bias is not None and layer.bias is not None:
+                    layer.bias.copy_(
+                        (layer.bias.float() + scale * bias.to(layer.bias.device).float()).to(layer.bias.dtype)
+                    )
+            self.merged.add(name)
+            count += 1
+        return count
+
+    def check_all_merged(self) -> None:
+        unknown = sorted(set(self.layers) - self.merged)
+        if unknown:
+            raise ValueError(f"{self.path.name}: LoRA targets {unknown[0]}, which the transformer does not have")
 
 
 def merge_lora(transformer: MultiTalkTransformer, path: Path, scale: float) -> int:
     """Add scale * B @ A of a Wan LoRA (original, kohya or diffusers naming) into the weights; returns layers merged."""
-    from diffusers.loaders import WanLoraLoaderMixin
-    from safetensors.torch import load_file
-
-    state = WanLoraLoaderMixin.lora_state_dict(load_file(str(path)))
-    modules = dict(transformer.wan.named_modules())
-    merged = 0
-    for key in [k for k in state if k.endswith(".lora_A.weight")]:
-        name = key.removeprefix("transformer.").removesuffix(".lora_A.weight")
-        if name not in modules:
-            raise ValueError(f"{path.name}: LoRA targets {name}, which the transformer does not have")
-        layer = modules[name]
-        down = state[key].to(layer.weight.device, torch.float32)
-        up = state[f"transformer.{name}.lora_B.weight"].to(layer.weight.device, torch.float32)
-        with torch.no_grad():
-            layer.weight.copy_((layer.weight.float() + scale * (up @ down)).to(layer.weight.dtype))
-            bias = state.get(f"transformer.{name}.lora_B.bias")
-            if bias is not None and layer.bias is not None:
-                layer.bias.copy_((layer.bias.float() + scale * bias.to(layer.bias.device).float()).to(layer.bias.dtype))
-        merged += 1
-    if merged == 0:
-        raise ValueError(f"{path.name}: no LoRA layers found")
+    lora = LoraDeltas.read(path)
+    merged = lora.merge(transformer.wan, "", scale)
+    lora.check_all_merged()
     return merged

@@ -37,14 +37,15 @@ def audio_key_positions(tokens_per_frame: int, frames: int, device: torch.device
     return per_frame.repeat(frames)
 
 
-def reference_attention_map(
+def reference_attention_sums(
     query: torch.Tensor, key: torch.Tensor, ref_tokens: int, class_masks: torch.Tensor, head_chunk: int = 1
 ) -> torch.Tensor:
-    """How much each video token attends to each class region of the reference (first latent) frame.
+    """Sum over the given heads of each token's attention to each class region of the reference frame.
 
-    query, key: [1, S, H, D] self-attention projections after RoPE; class_masks: [C, ref_tokens]
-    (person 1, person 2, background). Returns [C, S]: softmax attention over the reference
-    frame's tokens, averaged inside each class mask and over heads. Heads are processed in
+    query, key: [1, S, H, D] self-attention projections after RoPE (all S tokens, any subset
+    of the heads); class_masks: [C, ref_tokens] (person 1, person 2, background). Returns
+    [S, C] float32: per head, softmax attention over the reference (first latent) frame's
+    tokens, averaged inside each class mask; summed over the heads. Heads are processed in
     chunks so the S x ref_tokens matrix never exists for all heads at once.
     """
     heads, head_dim = query.shape[2], query.shape[3]
@@ -57,7 +58,15 @@ def reference_attention_map(
         scores = torch.matmul(q[start : start + head_chunk], k[start : start + head_chunk].transpose(-1, -2))
         probs = scores.float().softmax(-1)
         total += torch.matmul(probs, weights).sum(0)
-    return (total / heads).t().to(query.dtype)
+    return total
+
+
+def reference_attention_map(
+    query: torch.Tensor, key: torch.Tensor, ref_tokens: int, class_masks: torch.Tensor, head_chunk: int = 1
+) -> torch.Tensor:
+    """[C, S]: reference_attention_sums over all heads of query/key, averaged over the heads."""
+    total = reference_attention_sums(query, key, ref_tokens, class_masks, head_chunk)
+    return (total / query.shape[2]).t().to(query.dtype)
 
 
 def video_token_positions(attention_map: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,17 @@ class ModelFiles:
     def ok(self) -> bool:
         return not self.problems
 
+    def transformer_bf16_bytes(self) -> int:
+        """Bytes of the transformer + audio weights in bf16, from the safetensors headers (nothing loaded)."""
+        total = 0
+        for path in [*self.transformer_files, *([self.multitalk] if self.multitalk else [])]:
+            for entry in safetensors_header(path).values():
+                count = 1
+                for size in entry["shape"]:
+                    count *= size
+                total += 2 * count
+        return total
+
     def summary(self) -> dict[str, Any]:
         return {
             "root": str(self.root),

@@ -16,6 +16,7 @@ import torch
 
 from .audio_adapter import AUDIO_WINDOW, VAE_TIME_STRIDE
 from .color import match_colors
+from .denoiser import Denoiser, LocalDenoiser
 from .sampler import Guidance, denoise, shifted_timesteps
 from .transformer import Conditioning, MultiTalkTransformer
 
@@ -41,6 +42,7 @@ class Settings:
     max_frames: int = 1000  # streaming stops once the audio (or this) is covered
     steps: int = 40
     shift: float = 7.0
+    tea_cache: float = 0.0  # TeaCache threshold, 0 = off
     seed: int = 42
     guidance: Guidance = field(default_factory=Guidance)
     color_strength: float = 1.0
@@ -71,12 +73,16 @@ def pad_text(text: torch.Tensor, length: int) -> torch.Tensor:
 class MultiTalkPipeline:
     def __init__(
         self,
-        transformer: MultiTalkTransformer,
+        transformer: MultiTalkTransformer | Denoiser,
         encoders: Encoders,
         device: torch.device,
         on_stage: Callable[[str], None] | None = None,
     ) -> None:
-        self.transformer = transformer
+        # A bare transformer runs every branch here; a Denoiser may spread them over ranks.
+        self.denoiser: Denoiser = (
+            LocalDenoiser(transformer) if isinstance(transformer, MultiTalkTransformer) else transformer
+        )
+        self.layout = ""  # how the last render's evaluations were spread (Denoiser.start_render)
         self.encoders = encoders
         self.device = device
         # Told which model runs next ("text_encoder", "image_encoder", "vae", "transformer"): offload hook.
@@ -101,7 +107,7 @@ class MultiTalkPipeline:
             raise ValueError(f"frame_num must be 4n+1, got {settings.frame_num}")
         if settings.streaming and settings.motion_frames % VAE_TIME_STRIDE != 1:
             raise ValueError(f"motion_frames must be 4n+1, got {settings.motion_frames}")
-        device, dtype = self.device, self.transformer.dtype
+        device, dtype = self.device, self.denoiser.dtype
         frame_num = settings.frame_num
         _, height, width = image.shape
         lat_h, lat_w = height // VAE_SPATIAL_STRIDE, width // VAE_SPATIAL_STRIDE
@@ -113,6 +119,7 @@ class MultiTalkPipeline:
         text = pad_text(self.encoders.encode_text(prompt), settings.text_len).to(device)
         text_null = pad_text(self.encoders.encode_text(settings.negative_prompt), settings.text_len).to(device)
         timesteps = shifted_timesteps(settings.steps, settings.shift)
+        self.layout = self.denoiser.start_render(len(settings.guidance.branches()), settings.tea_cache, settings.steps)
         generator = torch.Generator(device=device).manual_seed(settings.seed)
         known, start, last = 1, 0, False
         windows_total = self._windows_total(audio[0].shape[0], settings)
@@ -138,11 +145,10 @@ class MultiTalkPipeline:
                 "uncond": Conditioning(text_null, clip_tokens, condition, zero_audio, masks, "uncond"),
             }
 
-            def predict(
-                latent: torch.Tensor, t: torch.Tensor, branch: str, branches: dict[str, Conditioning] = branches
-            ) -> torch.Tensor:
-                out: torch.Tensor = self.transformer(latent[None].to(dtype), t, branches[branch])[0]
-                return out
+            self.denoiser.set_window(branches)
+
+            def predict(latent: torch.Tensor, t: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+                return self.denoiser(latent, t, names)
 
             def step_progress(done: int, total: int, window: int = window) -> None:
                 if progress is not None:

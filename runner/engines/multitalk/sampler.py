@@ -19,7 +19,8 @@ import torch
 
 NUM_TRAIN_TIMESTEPS = 1000
 
-Predict = Callable[[torch.Tensor, torch.Tensor, str], torch.Tensor]  # (latents, t, branch) -> flow
+# (latents, t, branches) -> flow per branch; all branches of a step at once so they can run in parallel.
+Predict = Callable[[torch.Tensor, torch.Tensor, tuple[str, ...]], dict[str, torch.Tensor]]
 
 
 def shifted_timesteps(steps: int, shift: float, num_train: int = NUM_TRAIN_TIMESTEPS) -> list[torch.Tensor]:
@@ -137,7 +138,7 @@ def denoise(
     steps = len(timesteps) - 1
     for i in range(steps):
         t = timesteps[i].to(latent.device)
-        preds = {branch: predict(latent, t, branch) for branch in guidance.branches()}
+        preds = predict(latent, t, guidance.branches())
         flow = guidance.combine(preds)
         dt = (timesteps[i] - timesteps[i + 1]).to(latent.device) / NUM_TRAIN_TIMESTEPS
         latent = latent - flow * dt[:, None, None, None]

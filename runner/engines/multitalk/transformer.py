@@ -18,8 +18,10 @@ from diffusers import WanTransformer3DModel
 from torch import nn
 
 from .audio_adapter import MultiTalkAudioAdapter
-from .lrope import MAX_PERSONS, reference_attention_map
+from .lrope import MAX_PERSONS, reference_attention_sums
 from .person_masks import token_masks
+from .residency import BlockResidency
+from .sequence_parallel import SequenceParallel
 from .teacache import TeaCache
 
 
@@ -44,20 +46,35 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 
 def self_attention(
-    attn: Any, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], ref_masks: torch.Tensor | None
+    attn: Any,
+    x: torch.Tensor,
+    rotary: tuple[torch.Tensor, torch.Tensor],
+    ref_masks: torch.Tensor | None,
+    sp: SequenceParallel | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Wan self-attention (diffusers weights); with masks also the [3, S] reference attention map."""
+    """Wan self-attention (diffusers weights); with masks also the [3, S] reference attention map.
+
+    With sequence parallelism x and rotary hold this rank's tokens; attention itself runs on
+    all tokens for this rank's heads (Ulysses), and the map covers all tokens on every rank.
+    """
     heads = attn.heads
     q = attn.norm_q(attn.to_q(x)).unflatten(2, (heads, -1))
     k = attn.norm_k(attn.to_k(x)).unflatten(2, (heads, -1))
     v = attn.to_v(x).unflatten(2, (heads, -1))
     q, k = _rotate(q, *rotary), _rotate(k, *rotary)
+    if sp is not None:
+        q, k, v = sp.sequence_to_heads(q), sp.sequence_to_heads(k), sp.sequence_to_heads(v)
     attention_map = None
     if ref_masks is not None:
         with torch.no_grad():
-            attention_map = reference_attention_map(q, k, ref_masks.shape[1], ref_masks)
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    out = out.transpose(1, 2).flatten(2).type_as(q)
+            sums = reference_attention_sums(q, k, ref_masks.shape[1], ref_masks)
+            if sp is not None:
+                sums = sp.all_reduce(sums)
+            attention_map = (sums / heads).t().to(q.dtype)
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    if sp is not None:
+        out = sp.heads_to_sequence(out.contiguous(), heads)
+    out = out.flatten(2).type_as(q)
     projected: torch.Tensor = attn.to_out[0](out)
     return projected, attention_map
 
@@ -72,14 +89,16 @@ def block_forward(
     audio_tokens: torch.Tensor,
     frames: int,
     ref_masks: torch.Tensor | None,
+    sp: SequenceParallel | None = None,
 ) -> torch.Tensor:
     """One Wan block (diffusers' WanTransformerBlock order) plus MultiTalk's audio cross-attention."""
+    offset, total = (0, x.shape[1]) if sp is None else (sp.local_range(sp.tokens)[0], sp.tokens)
     shift, scale, gate, c_shift, c_scale, c_gate = (block.scale_shift_table + temb.float()).chunk(6, dim=1)
     normed = (block.norm1(x.float()) * (1 + scale) + shift).type_as(x)
-    attn_out, attention_map = self_attention(block.attn1, normed, rotary, ref_masks)
+    attn_out, attention_map = self_attention(block.attn1, normed, rotary, ref_masks, sp)
     x = (x.float() + attn_out * gate).type_as(x)
     x = x + block.attn2(block.norm2(x.float()).type_as(x), context, None, None)
-    x = x + audio_block(x, audio_tokens, frames, attention_map)
+    x = x + audio_block(x, audio_tokens, frames, attention_map, offset, total)
     normed = (block.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x)
     out: torch.Tensor = (x.float() + block.ffn(normed).float() * c_gate).type_as(x)
     return out
@@ -114,13 +133,19 @@ class MultiTalkTransformer(nn.Module):
         self.wan = wan
         self.audio = audio
         self.teacache: TeaCache | None = None
-        # Sequential CPU offload: blocks live on the CPU and visit this device one at a time.
-        self.block_device: torch.device | None = None
+        # Sequential CPU offload or FSDP sharding: told before and after each block runs.
+        self.block_residency: BlockResidency | None = None
+        # Sequence parallelism: this rank's group; the video tokens are split over its ranks.
+        self.sequence_parallel: SequenceParallel | None = None
 
     @property
     def dtype(self) -> torch.dtype:
         dtype: torch.dtype = self.wan.dtype
         return dtype
+
+    def block_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(Wan block, audio block) per layer, in order."""
+        return list(zip(self.wan.blocks, self.audio.audio_blocks, strict=True))
 
     def forward(self, latents: torch.Tensor, timestep: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Flow prediction [B, 16, T, h, w] for noisy latents [B, 16, T, h, w] at timestep [B] (0..1000)."""
@@ -134,6 +159,11 @@ class MultiTalkTransformer(nn.Module):
         grid = (frames // p_t, height // p_h, width // p_w)
         rotary = wan.rope(hidden)
         x = wan.patch_embedding(hidden).flatten(2).transpose(1, 2).contiguous()
+        sp = self.sequence_parallel
+        if sp is not None:
+            sp.begin(x.shape[1])
+            x = sp.shard(x).contiguous()
+            rotary = (sp.shard(rotary[0]), sp.shard(rotary[1]))
         temb, temb_proj, text, image = embed_conditions(wan.condition_embedder, timestep, cond, wan.dtype)
         context = torch.cat([image, text], dim=1)
         audio_tokens = self.audio.audio_tokens(cond.audio.to(wan.dtype))
@@ -146,14 +176,15 @@ class MultiTalkTransformer(nn.Module):
             ref_masks = token_masks(cond.masks, grid[1], grid[2]).to(x.device, x.dtype)
 
         def run_blocks(h: torch.Tensor) -> torch.Tensor:
-            for block, audio_block in zip(wan.blocks, self.audio.audio_blocks, strict=True):
-                if self.block_device is not None:
-                    block.to(self.block_device, non_blocking=True)
-                    audio_block.to(self.block_device, non_blocking=True)
-                h = block_forward(block, audio_block, h, context, temb_proj, rotary, audio_tokens, grid[0], ref_masks)
-                if self.block_device is not None:
-                    block.to("cpu")
-                    audio_block.to("cpu")
+            residency = self.block_residency
+            for i, (block, audio_block) in enumerate(zip(wan.blocks, self.audio.audio_blocks, strict=True)):
+                if residency is not None:
+                    residency.enter(i)
+                h = block_forward(
+                    block, audio_block, h, context, temb_proj, rotary, audio_tokens, grid[0], ref_masks, sp
+                )
+                if residency is not None:
+                    residency.leave(i)
             return h
 
         x = self.teacache.run(cond.branch, temb_proj, x, run_blocks) if self.teacache is not None else run_blocks(x)
@@ -161,6 +192,8 @@ class MultiTalkTransformer(nn.Module):
         shift, scale = (wan.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
         x = (wan.norm_out(x.float()) * (1 + scale) + shift).type_as(x)
         x = wan.proj_out(x)
+        if sp is not None:
+            x = sp.gather(x)
         x = x.reshape(batch, *grid, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         out: torch.Tensor = x.flatten(6, 7).flatten(4, 5).flatten(2, 3).float()
         return out
