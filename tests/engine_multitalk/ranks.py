@@ -26,6 +26,7 @@ from multitalk.runner.engines.multitalk.transformer import Conditioning, MultiTa
 from multitalk.runner.engines.multitalk.weights import original_to_diffusers, split_audio, wan_config_from_original
 
 from . import tiny
+from .parity import run_with_rounding
 
 # {1, 2} persons x {clip, streaming}; text scale 5 = 3 evaluations per step, 1 = 2 evaluations,
 # so on 2 and 4 ranks the plan mixes sequence parallelism and CFG groups.
@@ -122,17 +123,24 @@ def forward_inputs(persons: int) -> tuple[torch.Tensor, torch.Tensor, Conditioni
 
 
 def single_rank_results() -> dict[str, Any]:
-    """The reference: the same code on this process alone."""
-    model = tiny_model()
-    pipeline = MultiTalkPipeline(model, tiny_encoders(), torch.device("cpu"))
-    out: dict[str, Any] = {"cases": {}, "forward": {}}
-    with torch.no_grad():
-        for name, case in CASES.items():
-            out["cases"][name] = run_case(pipeline, case)
+    """The reference: the same code on this process alone, run plainly and under simulated fp32
+    rounding (parity.py), so the multi-rank outputs are held to the rounding bound of each output."""
+
+    def compute() -> dict[str, torch.Tensor]:
+        model = tiny_model()
+        pipeline = MultiTalkPipeline(model, tiny_encoders(), torch.device("cpu"))
+        out = {f"cases/{name}": run_case(pipeline, case) for name, case in CASES.items()}
         model.teacache = None
         for persons in (1, 2):
-            out["forward"][persons] = model(*forward_inputs(persons))
-    return out
+            out[f"forward/{persons}"] = model(*forward_inputs(persons))
+        return out
+
+    run = run_with_rounding(compute)
+    return {
+        "run": run,
+        "cases": {name: run.outputs[f"cases/{name}"] for name in CASES},
+        "forward": {persons: run.outputs[f"forward/{persons}"] for persons in (1, 2)},
+    }
 
 
 def rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
