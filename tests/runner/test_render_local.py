@@ -243,7 +243,7 @@ def test_sigterm_mid_render_leaves_a_result_and_no_video(media: Media, tmp_path:
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
-        env=clean_env(),
+        env=clean_env({"PYTHONFAULTHANDLER": "1"}),  # a hang below dumps every thread's stack
     )
     assert proc.stdout is not None
     for line in proc.stdout:  # wait until frames are being encoded
@@ -251,7 +251,12 @@ def test_sigterm_mid_render_leaves_a_result_and_no_video(media: Media, tmp_path:
         if event.get("stage") == "generate" and event["percent"] > 20:
             break
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=60)
+    try:
+        proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints the stacks to stderr
+        _, stderr = proc.communicate(timeout=30)
+        pytest.fail(f"the runner did not stop within 120 s of SIGTERM; its threads:\n{stderr[-6000:]}")
     assert proc.returncode == 1
     data = json.loads(result.read_text())
     assert data["ok"] is False and "SIGTERM" in data["error"]["message"]
