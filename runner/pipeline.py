@@ -28,6 +28,7 @@ from multitalk.runner.errors import EngineUnavailable, InvalidInput
 from multitalk.runner.faults import FaultPoint, crash_point
 from multitalk.runner.image import check_bbox, fitted_box, load_portrait, upright_size
 from multitalk.runner.outputs import Publisher, poster_frame, sha256_file
+from multitalk.runner.progress import Windows
 from multitalk.runner.request import RenderRequest, canonical_hash
 from multitalk.runner.result import AudioReport, EngineReport, OutputReport, ResumeReport, RunResult, Timings
 from multitalk.runner.resume import Checkpoints, RenderIdentity, open_scratch
@@ -37,7 +38,7 @@ MAX_AUDIO_BYTES = 200 * 1024 * 1024  # 10 min of 48 kHz stereo 16-bit PCM fits
 MAX_IMAGE_BYTES = 40 * 1024 * 1024
 
 ProgressFn = Callable[[str, float], None]
-WindowsFn = Callable[[ResumeReport], None]
+WindowsFn = Callable[[Windows], None]
 
 # libx264 preset per engine: a test card needs no compression effort; real renders get more.
 X264_PRESETS = {"placeholder": "ultrafast"}
@@ -266,7 +267,7 @@ class Pipeline:
             window_frames=checkpoints.render.window_frames,
             resumed_from_frame=resumed_from,
         )
-        self.windows(self.resume_report)
+        self.windows(Windows(done, checkpoints.windows_total, resumed_from))
 
     def _decode_audio(self, audio_bytes: list[bytes]) -> Timeline:
         v = self.request.video

@@ -44,6 +44,8 @@ def assert_same_video(got: Path, want: Path) -> None:
     differing = [i for i, (a, b) in enumerate(zip(got_frames, want_frames, strict=True)) if a != b]
     assert not differing, f"frames {differing[:10]} differ from the uninterrupted render's"
     assert np.array_equal(got_audio, want_audio)
+    # Stronger still: the encoder saw the same input, so it wrote the same file.
+    assert got.read_bytes() == want.read_bytes()
 
 
 # Per engine, a small frame; "large": the placeholder slowed to about a second a window, so
@@ -157,9 +159,24 @@ def test_kill_during_the_final_assembly_generates_nothing_again(
     assert code == -signal.SIGKILL
     assert not (tmp_path / "out" / "v.mp4").exists()
 
-    code, result, stderr = render(cmd, tmp_path)
-    assert code == 0, stderr
-    assert result is not None and result["resume"]["resumedFromFrame"] == FRAMES
+    proc = subprocess.run(
+        [*RUNNER, *[a for a in cmd if a != "--no-progress"]],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    result = next(line["result"] for line in lines if line["event"] == "result")
+    assert result["resume"]["resumedFromFrame"] == FRAMES
+    last = [line for line in lines if line["event"] == "progress"][-1]  # what the operator reads
+    assert (last["stage"], last["windowsDone"], last["windowsTotal"], last["resumedFromFrame"]) == (
+        "done",
+        4,
+        4,
+        FRAMES,
+    )
     assert_same_video(tmp_path / "out" / "v.mp4", reference["placeholder"])
 
 
