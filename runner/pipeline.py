@@ -297,13 +297,16 @@ class Pipeline:
             background=self.background_encoding,
         ) as writer:
             start, state, window = 0, b"", 0
+            checkpoint_seconds = 0.0
             if checkpoints is not None:
+                t = time.perf_counter()
                 for restored in checkpoints.restore():
                     for planes in restored.planes():
                         writer.write_planes(planes)
                     poster_png = restored.poster_png or poster_png
                     start, state, window = restored.end, restored.state, window + 1
                 checkpoints.start_at(window, start)
+                checkpoint_seconds += time.perf_counter() - t
                 self._windows_done(checkpoints, window, start)
                 self.progress("generate", start / inputs.frames)
             count = start
@@ -323,12 +326,14 @@ class Pipeline:
                 planes = writer.planes(frame)
                 writer.write_planes(planes)
                 if checkpoints is not None:
+                    t = time.perf_counter()
                     done = checkpoints.add(
                         planes,
                         poster_png if count == poster_index else None,
                         engine.window_state,
                         lambda n: crash_point(FaultPoint.CHECKPOINT_DATA, n),
                     )
+                    checkpoint_seconds += time.perf_counter() - t
                     if done is not None:
                         self._windows_done(checkpoints, done, start)
                 count += 1
@@ -342,6 +347,7 @@ class Pipeline:
             update={
                 "generate_seconds": round(engine_seconds, 3),
                 "encode_seconds": round(writer.encode_seconds, 3),
+                "checkpoint_seconds": round(checkpoint_seconds, 3) if checkpoints is not None else None,
             }
         )
         assert poster_png is not None  # frames >= 1, and a restored window holding the poster carries it

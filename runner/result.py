@@ -35,6 +35,7 @@ class Timings(ApiModel):
     generate_seconds: float | None = None
     encode_seconds: float | None = None
     upload_seconds: float | None = None
+    checkpoint_seconds: float | None = None  # writing checkpoints and restoring them (docs/runner.md, Resuming)
     total_seconds: float | None = None
 
 

@@ -7,8 +7,10 @@ this render (engine, runner version, size, rate, length, window) and the data ma
 checksum, so a torn or stale checkpoint is never used; the first one that does not count
 ends the resumable run of windows.
 
-The data keeps the window's frames as the yuv420p planes the encoder took (zlib, lossless):
-a resumed render feeds x264 the same frames in the same order, so the final MP4 is the one an
+The data keeps the window's frames as the yuv420p planes the encoder took, lossless: each
+frame after a window's first as its difference from the one before (mod 256), zlib'd (most
+pixels repeat, so this costs a quarter of compressing the frames themselves).
+So a resumed render feeds x264 the same frames in the same order, and the final MP4 is the one an
 uninterrupted render writes, not a concatenation of separately encoded segments (which would
 restart rate control and GOPs at every window boundary).
 """
@@ -38,7 +40,7 @@ from multitalk.runner.storage import S3Location, local_path, s3_client
 SCRATCH_DIR = ".multitalk-resume"  # next to the output; the lifecycle rule expires it (docs/runner.md)
 FORMAT = 1
 _LENGTH = 4  # bytes of each frame's length prefix in the data
-ZLIB_LEVEL = 1  # planes compress 3-10x at level 1; higher levels cost more time than they save bytes
+ZLIB_LEVEL = 1  # differences are mostly zeros: level 1 already packs them 10-15x (lite, 480x480)
 
 
 def scratch_uri(output_uri: str, request_sha256: str) -> str:
@@ -99,9 +101,12 @@ class WindowRecorder:
     first_frame: int
     chunks: list[bytes] = field(default_factory=list)
     poster_png: bytes | None = None
+    _previous: Planes | None = None
 
     def add(self, planes: Planes) -> None:
-        chunk = zlib.compress(np.ascontiguousarray(planes).tobytes(), ZLIB_LEVEL)
+        delta = planes if self._previous is None else planes - self._previous  # uint8: wraps, mod 256
+        self._previous = planes.copy()
+        chunk = zlib.compress(np.ascontiguousarray(delta).tobytes(), ZLIB_LEVEL)
         self.chunks.append(len(chunk).to_bytes(_LENGTH, "big") + chunk)
 
     def pack(self, render: RenderIdentity, state: bytes) -> tuple[bytes, WindowManifest]:
@@ -147,12 +152,14 @@ class RestoredWindow:
 
     def planes(self) -> Iterator[Planes]:
         frames = self.section(self.manifest.frame_data)
-        pos = 0
+        pos, previous = 0, None
         while pos < len(frames):
             size = int.from_bytes(frames[pos : pos + _LENGTH], "big")
             raw = zlib.decompress(frames[pos + _LENGTH : pos + _LENGTH + size])
             pos += _LENGTH + size
-            yield np.frombuffer(raw, dtype=np.uint8).reshape(self.shape)
+            delta = np.frombuffer(raw, dtype=np.uint8).reshape(self.shape)
+            previous = delta.copy() if previous is None else previous + delta
+            yield previous
 
 
 def checked_window(
