@@ -25,6 +25,7 @@ import sys
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -93,25 +94,39 @@ def manifest_name(window: int) -> str:
     return f"window-{window:05d}.json"
 
 
+def frame_chunk(planes: Planes, previous: Planes | None) -> bytes:
+    """One frame of a window's data: its difference from the frame before (uint8 wraps: mod 256), zlib'd."""
+    delta = planes if previous is None else planes - previous
+    chunk = zlib.compress(np.ascontiguousarray(delta).tobytes(), ZLIB_LEVEL)
+    return len(chunk).to_bytes(_LENGTH, "big") + chunk
+
+
+# Compression overlaps the engine drawing the next frames (zlib and numpy release the GIL);
+# one thread keeps the order, and at most PENDING_FRAMES raw frames wait for it.
+_COMPRESSOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+PENDING_FRAMES = 8
+
+
 @dataclass
 class WindowRecorder:
     """One window's frames, compressed as they come (memory: the compressed window)."""
 
     window: int
     first_frame: int
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[Future[bytes]] = field(default_factory=list)
     poster_png: bytes | None = None
     _previous: Planes | None = None
 
     def add(self, planes: Planes) -> None:
-        delta = planes if self._previous is None else planes - self._previous  # uint8: wraps, mod 256
-        self._previous = planes.copy()
-        chunk = zlib.compress(np.ascontiguousarray(delta).tobytes(), ZLIB_LEVEL)
-        self.chunks.append(len(chunk).to_bytes(_LENGTH, "big") + chunk)
+        """planes must not change afterwards (the encoder's conversion makes a new array per frame)."""
+        self.chunks.append(_COMPRESSOR.submit(frame_chunk, planes, self._previous))
+        self._previous = planes
+        if len(self.chunks) > PENDING_FRAMES:
+            self.chunks[-PENDING_FRAMES - 1].result()  # the compressor sets the pace
 
     def pack(self, render: RenderIdentity, state: bytes) -> tuple[bytes, WindowManifest]:
-        """The data file and its manifest (pure)."""
-        frame_data = b"".join(self.chunks)
+        """The data file and its manifest."""
+        frame_data = b"".join(chunk.result() for chunk in self.chunks)
         parts = [frame_data, state, self.poster_png or b""]
         data = b"".join(parts)
         offsets = [0, len(frame_data), len(frame_data) + len(state)]
