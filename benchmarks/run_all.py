@@ -22,6 +22,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("runner_placeholder.py", [], ["--lengths", "5", "30", "--sizes", "480x480", "1280x720"]),
     ("lite_engine.py", [], ["--durations", "5", "30", "--sizes", "480x480", "1280x720"]),
     ("lite_lipsync.py", [], ["--rates", "160"]),
+    ("resume.py", [], ["--durations", "20"]),
     ("operator_scale.py", [], ["--objects", "200", "--samples", "10"]),
     # Full size needs a GPU (see the script); here the tiny model checks the script, on 1 and 2 ranks.
     ("multitalk_step.py", ["--tiny", "--gpus", "2"], ["--tiny"]),

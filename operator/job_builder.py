@@ -18,7 +18,7 @@ from typing import Any
 from multitalk.operator import api
 from multitalk.operator.settings import OperatorSettings
 from multitalk.runner.errors import PERMANENT_EXIT_CODES
-from multitalk.runner.request import MODEL_DIR_ENV, REQUEST_ENV
+from multitalk.runner.request import MODEL_DIR_ENV, REQUEST_ENV, canonical_hash, canonical_json
 from multitalk.runner.result import RESULT_PATH_ENV, TERMINATION_LOG
 
 CONTAINER = "runner"
@@ -61,12 +61,13 @@ def job_name(tv_name: str, tv_uid: str) -> str:
 
 
 def request_json(spec: api.TalkingVideoSpec) -> str:
-    """The request's environment variable: compact, key-sorted so its hash is stable."""
-    return json.dumps(api.render_request(spec).wire(), separators=(",", ":"), sort_keys=True)
+    """The request's environment variable (the runner's canonical form, so its hash is the runner's)."""
+    return canonical_json(api.render_request(spec))
 
 
 def request_hash(spec: api.TalkingVideoSpec) -> str:
-    return hashlib.sha256(request_json(spec).encode()).hexdigest()
+    """The runner's request hash (its resume key) of this spec's request."""
+    return canonical_hash(api.render_request(spec))
 
 
 def copied_labels(labels: Mapping[str, str] | None, extra_keys: list[str]) -> dict[str, str]:

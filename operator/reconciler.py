@@ -45,7 +45,7 @@ from multitalk.operator.reasons import ConditionType, Phase
 from multitalk.operator.settings import OperatorSettings
 from multitalk.operator.status import Reconciliation, compute_status
 from multitalk.operator.status_types import TalkingVideoStatus, read_status
-from multitalk.runner.progress import Stage, parse_progress
+from multitalk.runner.progress import Reading, parse_progress
 
 log = logging.getLogger("multitalk.operator")
 Key = tuple[str, str]
@@ -290,7 +290,7 @@ class Reconciler:
             return any(p.exit_code == 0 for p in facts)
         return last_failed(facts) is not None or job_facts(job).failed_pods == 0
 
-    async def _progress(self, namespace: str, pods: list[PodBody]) -> tuple[Stage, float] | None:
+    async def _progress(self, namespace: str, pods: list[PodBody]) -> Reading | None:
         pod = current_pod([pod_facts(p) for p in pods])
         if pod is None or pod.phase != "Running":
             return None

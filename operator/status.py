@@ -45,7 +45,7 @@ from multitalk.operator.status_types import (
     read_status,
 )
 from multitalk.operator.times import format_time, human_duration, parse_time
-from multitalk.runner.progress import Stage
+from multitalk.runner.progress import Reading, Stage
 from multitalk.runner.result import RunResult
 
 Obj = Mapping[str, Any]
@@ -71,7 +71,7 @@ def compute_status(
     job: Obj | None,
     pods: Sequence[Obj],
     now: dt.datetime,
-    progress: tuple[Stage, float] | None = None,
+    progress: Reading | None = None,
 ) -> Reconciliation:
     """The whole status of a TalkingVideo from its objects; see the module docstring."""
     old = read_status(tv.get("status"))
@@ -107,7 +107,17 @@ def _without_job(
         failed = conditions.job_deleted(old.job.name)
         verdicts.append(failed)
         kept = old.model_dump(
-            include={"start_time", "pod", "attempts", "engine", "timings", "audio", "progress", "progress_text"}
+            include={
+                "start_time",
+                "pod",
+                "attempts",
+                "engine",
+                "timings",
+                "audio",
+                "resume",
+                "progress",
+                "progress_text",
+            }
         )
         status = TalkingVideoStatus(
             **kept,
@@ -134,7 +144,7 @@ def _with_job(
     job: JobFacts,
     pods: Sequence[PodFacts],
     now: dt.datetime,
-    progress: tuple[Stage, float] | None,
+    progress: Reading | None,
 ) -> Reconciliation:
     events: list[Event] = []
     changed = spec is None or (job.request_hash is not None and job.request_hash != request_hash(spec))
@@ -199,16 +209,23 @@ def _outcome(
 
 
 def _results(tv: Obj, old: TalkingVideoStatus, result: RunResult | None, pods: Sequence[PodFacts]) -> dict[str, Any]:
-    """engine, timings, audio, output: the newest result JSON's, else what the status had."""
+    """engine, timings, audio, output, resume: the newest result JSON's, else what the status had."""
     if result is not None:
         found: dict[str, Any] = {
             "engine": result.engine,
             "timings": StatusTimings.model_validate(result.timings.model_dump()),
             "audio": result.audio,
             "output": result.output,
+            "resume": result.resume,
         }
     else:
-        found = {"engine": old.engine, "timings": old.timings, "audio": old.audio, "output": old.output}
+        found = {
+            "engine": old.engine,
+            "timings": old.timings,
+            "audio": old.audio,
+            "output": old.output,
+            "resume": old.resume,
+        }
     waited = queue_seconds(tv, pods)
     if waited is not None:
         timings = found["timings"] or StatusTimings()
@@ -221,7 +238,7 @@ def _times(
     old: TalkingVideoStatus,
     job: JobFacts,
     now: dt.datetime,
-    progress: tuple[Stage, float] | None,
+    progress: Reading | None,
 ) -> TalkingVideoStatus:
     if job.start_time is None:
         return status
@@ -242,14 +259,21 @@ def _progress(
     old: TalkingVideoStatus,
     verdicts: Mapping[ConditionType, Verdict],
     collecting: bool,
-    progress: tuple[Stage, float] | None,
+    progress: Reading | None,
 ) -> TalkingVideoStatus:
     running = verdicts[ConditionType.RUNNING].status == ConditionStatus.TRUE
     reading: Progress | None = None
     if ConditionType.COMPLETE in verdicts:
         reading = Progress(stage=Stage.DONE, percent=100.0)
     elif progress is not None and running:
-        reading = Progress(stage=progress[0], percent=round(min(100.0, max(0.0, progress[1])), 1))
+        windows = progress.windows
+        reading = Progress(
+            stage=progress.stage,
+            percent=round(min(100.0, max(0.0, progress.percent)), 1),
+            windows_done=windows.done if windows else None,
+            windows_total=windows.total if windows else None,
+            resumed_from_frame=windows.resumed_from_frame if windows else None,
+        )
     elif old.progress is not None and (running or collecting or ConditionType.FAILED in verdicts):
         reading = old.progress  # read on a slow timer: keep the last reading
     if reading is None:

@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError
 from multitalk.operator.reasons import CONDITION_TYPES, FAILURE_REASONS, ConditionStatus, ConditionType, Phase
 from multitalk.runner.progress import Stage
 from multitalk.runner.request import ApiModel
-from multitalk.runner.result import AudioReport, EngineReport, OutputReport, Timings
+from multitalk.runner.result import AudioReport, EngineReport, OutputReport, ResumeReport, Timings
 
 log = logging.getLogger("multitalk.operator")
 
@@ -58,10 +58,16 @@ class StatusTimings(Timings):
 class Progress(ApiModel):
     stage: Stage = Field(description=f"{', '.join(Stage)}.")
     percent: float = Field(ge=0, le=100, description="Percent of the render done.")
+    windows_done: int | None = Field(default=None, ge=0, description="Windows finished and checkpointed.")
+    windows_total: int | None = Field(default=None, ge=0, description="Windows in the whole video.")
+    resumed_from_frame: int | None = Field(
+        default=None, ge=0, description="First frame the running attempt generated (> 0: it resumed)."
+    )
 
     @property
     def text(self) -> str:
-        return f"{self.stage} {self.percent:.0f}%"
+        windows = f" ({self.windows_done}/{self.windows_total} windows)" if self.windows_total else ""
+        return f"{self.stage} {self.percent:.0f}%{windows}"
 
 
 class LastFailure(ApiModel):
@@ -105,6 +111,7 @@ class TalkingVideoStatus(ApiModel):
         default=None, description="Progress for the PROGRESS column, e.g. 'generate 42%'."
     )
     output: OutputReport | None = None
+    resume: ResumeReport | None = None
     last_failure: LastFailure | None = None
 
     def condition(self, kind: ConditionType) -> Condition | None:

@@ -209,7 +209,9 @@ def _render(args: argparse.Namespace, termination: _Termination, started: float)
 
         reporter = ProgressReporter(enabled=not args.no_progress)
         request = validate_request(request_from_args(args))
-        pipeline = Pipeline(request, _model_dir(args.model_dir), progress=reporter.update, started=started)
+        pipeline = Pipeline(
+            request, _model_dir(args.model_dir), progress=reporter.update, windows=reporter.windows, started=started
+        )
         result = pipeline.run()
     except RunnerError as exc:
         result = _failure(exc, exc.exit_code, pipeline)
@@ -239,6 +241,7 @@ def _failure(exc: RunnerError, code: ExitCode, pipeline: Pipeline | None) -> Run
         engine=pipeline.engine_report if pipeline is not None else None,
         timings=pipeline.timings if pipeline is not None else Timings(),
         audio=pipeline.audio_report if pipeline is not None else None,
+        resume=pipeline.resume_report if pipeline is not None else None,
         error=FailureReport(reason=exc.reason, message=exc.message, field=exc.field),
     )
 

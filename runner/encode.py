@@ -32,6 +32,8 @@ DEFAULT_PRESET = "veryfast"
 DEFAULT_CRF = 20
 QUEUE_FRAMES = 4  # converted frames waiting for the writer thread (bounds memory)
 
+Planes = npt.NDArray[np.uint8]  # one yuv420p frame: (H * 3 / 2) x W, the Y plane then U then V
+
 
 def _opencv() -> ModuleType | None:
     """OpenCV when installed (the lite extra and the runner image have it), else None."""
@@ -115,13 +117,28 @@ class Mp4Writer:
                 self._container.close()  # the caller discards the partial file
 
     def write(self, rgb: Image) -> None:
+        self.write_planes(self.planes(rgb))
+
+    def planes(self, rgb: Image) -> Planes:
+        """An RGB frame as the yuv420p planes the encoder takes ((H * 3 / 2) x W, Y then U then V):
+        what a resume checkpoint keeps, so a resumed render feeds x264 the very same input."""
         if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
             raise ValueError(
                 f"engine frame is {rgb.shape} {rgb.dtype}, expected ({self.height}, {self.width}, 3) uint8"
             )
+        start = time.perf_counter()
+        planes = self._yuv420(rgb)
+        self._convert_seconds += time.perf_counter() - start
+        return planes
+
+    def write_planes(self, planes: Planes) -> None:
+        if planes.shape != (self.height * 3 // 2, self.width) or planes.dtype != np.uint8:
+            raise ValueError(
+                f"yuv420p planes are {planes.shape} {planes.dtype}, expected {self.height * 3 // 2}x{self.width}"
+            )
         self._raise_writer_error()
         start = time.perf_counter()
-        frame = self._yuv420(rgb)
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
         frame.pts = self.frames_written
         frame.time_base = self._video.codec_context.time_base
         self.frames_written += 1
@@ -131,19 +148,20 @@ class Mp4Writer:
         else:
             self._queue.put(frame)  # blocks while QUEUE_FRAMES wait: the encoder sets the pace
 
-    def _yuv420(self, rgb: Image) -> av.VideoFrame:
+    def _yuv420(self, rgb: Image) -> Planes:
         if self._cv2 is not None:
-            planes: npt.NDArray[np.uint8] = self._cv2.cvtColor(np.ascontiguousarray(rgb), self._cv2.COLOR_RGB2YUV_I420)
-            return av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            planes: Planes = self._cv2.cvtColor(np.ascontiguousarray(rgb), self._cv2.COLOR_RGB2YUV_I420)
+            return planes
         # One reformatter for the whole video (a per-frame one rebuilds the swscale context each
         # time and doubles the conversion cost); FAST_BILINEAR only affects the 2x2 chroma averaging.
-        return self._to_yuv.reformat(
+        frame = self._to_yuv.reformat(
             av.VideoFrame.from_ndarray(rgb, format="rgb24"),
             format="yuv420p",
             dst_colorspace=Colorspace.ITU601,
             dst_color_range=ColorRange.MPEG,
             interpolation="FAST_BILINEAR",
         )
+        return np.asarray(frame.to_ndarray(), dtype=np.uint8)
 
     def _encode(self, frame: av.VideoFrame) -> None:
         start = time.perf_counter()

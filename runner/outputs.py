@@ -37,6 +37,11 @@ class OutputSet:
         return cls(video=uri, poster=stem + ".png", manifest=stem + ".json")
 
 
+def poster_frame(frames: int) -> int:
+    """The frame the poster shows: the middle one."""
+    return frames // 2
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:

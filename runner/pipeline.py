@@ -22,19 +22,23 @@ from PIL import Image as PILImage
 
 from multitalk.runner.audio import DecodedSpeech, Timeline, build_timeline, decode_speech
 from multitalk.runner.encode import Mp4Writer
-from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Engine, EngineInfo, Image, RenderInputs
+from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Engine, Image, RenderInputs
 from multitalk.runner.engines.registry import ENGINES, create_engine
 from multitalk.runner.errors import EngineUnavailable, InvalidInput
+from multitalk.runner.faults import FaultPoint, crash_point
 from multitalk.runner.image import check_bbox, fitted_box, load_portrait, upright_size
-from multitalk.runner.outputs import Publisher, sha256_file
-from multitalk.runner.request import RenderRequest
-from multitalk.runner.result import AudioReport, EngineReport, OutputReport, RunResult, Timings
+from multitalk.runner.outputs import Publisher, poster_frame, sha256_file
+from multitalk.runner.progress import Windows
+from multitalk.runner.request import RenderRequest, canonical_hash
+from multitalk.runner.result import AudioReport, EngineReport, OutputReport, ResumeReport, RunResult, Timings
+from multitalk.runner.resume import Checkpoints, RenderIdentity, open_scratch
 from multitalk.runner.storage import read_input
 
 MAX_AUDIO_BYTES = 200 * 1024 * 1024  # 10 min of 48 kHz stereo 16-bit PCM fits
 MAX_IMAGE_BYTES = 40 * 1024 * 1024
 
 ProgressFn = Callable[[str, float], None]
+WindowsFn = Callable[[Windows], None]
 
 # libx264 preset per engine: a test card needs no compression effort; real renders get more.
 X264_PRESETS = {"placeholder": "ultrafast"}
@@ -95,6 +99,9 @@ class Pipeline:
     progress: ProgressFn = lambda stage, fraction: None
     x264_preset: str | None = None  # None: per engine (X264_PRESETS)
     background_encoding: bool = True  # encode on a writer thread while the engine draws (benchmarks compare)
+    checkpoints: bool = True  # checkpoint each window of a resumable engine (benchmarks compare)
+    windows: WindowsFn = lambda report: None  # a window was restored or checkpointed
+    resume_report: ResumeReport | None = None
     started: float = field(default_factory=time.perf_counter)
     timings: Timings = field(default_factory=Timings)
     engine_report: EngineReport | None = None
@@ -209,18 +216,21 @@ class Pipeline:
         if info.feature_shape:
             self.audio_report = self.audio_report.model_copy(update={"feature_shape": list(info.feature_shape)})
 
+        checkpoints = self._checkpoints(engine, inputs)
         scratch = publisher.scratch_video()
         try:
-            poster = self._generate(engine, inputs, info, timeline, scratch)
+            poster_png = self._generate(engine, inputs, timeline, scratch, checkpoints)
             t = time.perf_counter()
             self.progress("upload", 0.0)
             output = self._output_report(publisher, scratch, inputs)
             manifest = self._manifest(output)
-            publisher.publish(scratch, _png(poster), manifest)
+            publisher.publish(scratch, poster_png, manifest)
             self._time("upload_seconds", t)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 scratch.unlink()
+        if checkpoints is not None:
+            checkpoints.remove()  # published: nothing left to resume
         self._time("total_seconds", self.started)
         self.progress("done", 1.0)
         return RunResult(
@@ -230,7 +240,34 @@ class Pipeline:
             timings=self.timings,
             audio=self.audio_report,
             output=output,
+            resume=self.resume_report,
         )
+
+    def _checkpoints(self, engine: Engine, inputs: RenderInputs) -> Checkpoints | None:
+        """This render's checkpoints, keyed by the request (as received, before boxes are fitted)."""
+        if not (self.checkpoints and engine.resumable):
+            return None
+        render = RenderIdentity(
+            request_sha256=canonical_hash(self.request),
+            engine=engine.name,
+            runner_version=runner_version(),
+            width=inputs.width,
+            height=inputs.height,
+            fps=inputs.fps,
+            frames=inputs.frames,
+            window_frames=engine.window_frames,
+        )
+        scratch = open_scratch(self.request.output.uri, self.request.storage, render.request_sha256)
+        return Checkpoints(scratch, render)
+
+    def _windows_done(self, checkpoints: Checkpoints, done: int, resumed_from: int) -> None:
+        self.resume_report = ResumeReport(
+            windows_done=done,
+            windows_total=checkpoints.windows_total,
+            window_frames=checkpoints.render.window_frames,
+            resumed_from_frame=resumed_from,
+        )
+        self.windows(Windows(done, checkpoints.windows_total, resumed_from))
 
     def _decode_audio(self, audio_bytes: list[bytes]) -> Timeline:
         v = self.request.video
@@ -240,11 +277,14 @@ class Pipeline:
             decoded.append(decode_speech(data, f"speakers[{i}].audio", v.max_duration_seconds, rate))
         return build_timeline(decoded, self.request.audio_mode, v.duration_seconds, v.max_duration_seconds)
 
-    def _generate(self, engine: Engine, inputs: RenderInputs, info: EngineInfo, tl: Timeline, path: Path) -> Image:
-        poster_index = inputs.frames // 2
-        poster: Image | None = None
+    def _generate(
+        self, engine: Engine, inputs: RenderInputs, tl: Timeline, path: Path, checkpoints: Checkpoints | None
+    ) -> bytes:
+        """Restore the checkpointed windows into the encoder, generate the rest (checkpointing each
+        window), and return the poster PNG."""
+        poster_index = poster_frame(inputs.frames)
+        poster_png: bytes | None = None
         self.progress("generate", 0.0)
-        count = 0
         engine_seconds = 0.0  # time inside the engine's frame generator
         with Mp4Writer(
             path,
@@ -256,32 +296,62 @@ class Pipeline:
             preset=self.x264_preset or X264_PRESETS.get(engine.name, DEFAULT_X264_PRESET),
             background=self.background_encoding,
         ) as writer:
-            frames = engine.frames(inputs, lambda f: self.progress("generate", f))
+            start, state, window = 0, b"", 0
+            checkpoint_seconds = 0.0
+            if checkpoints is not None:
+                t = time.perf_counter()
+                for restored in checkpoints.restore():
+                    for planes in restored.planes():
+                        writer.write_planes(planes)
+                    poster_png = restored.poster_png or poster_png
+                    start, state, window = restored.end, restored.state, window + 1
+                checkpoints.start_at(window, start)
+                checkpoint_seconds += time.perf_counter() - t
+                self._windows_done(checkpoints, window, start)
+                self.progress("generate", start / inputs.frames)
+            count = start
+            frames = engine.frames(inputs, lambda f: self.progress("generate", f), start=start, state=state)
             while True:
                 t = time.perf_counter()
                 frame = next(frames, None)
                 engine_seconds += time.perf_counter() - t
                 if frame is None:
                     break
-                if count == 0:
+                if count == start:
                     self.first_frame_at = time.perf_counter()
                 if count >= inputs.frames:
                     raise RuntimeError(f"engine {engine.name} yielded more than {inputs.frames} frames")
                 if count == poster_index:
-                    poster = frame.copy()
-                writer.write(frame)
+                    poster_png = _png(frame)
+                planes = writer.planes(frame)
+                writer.write_planes(planes)
+                if checkpoints is not None:
+                    t = time.perf_counter()
+                    done = checkpoints.add(
+                        planes,
+                        poster_png if count == poster_index else None,
+                        engine.window_state,
+                        lambda n: crash_point(FaultPoint.CHECKPOINT_DATA, n),
+                    )
+                    checkpoint_seconds += time.perf_counter() - t
+                    if done is not None:
+                        self._windows_done(checkpoints, done, start)
                 count += 1
             if count != inputs.frames:
-                raise RuntimeError(f"engine {engine.name} yielded {count} frames, expected {inputs.frames}")
+                raise RuntimeError(
+                    f"engine {engine.name} yielded {count - start} frames, expected {inputs.frames - start}"
+                )
+            crash_point(FaultPoint.ASSEMBLY)
         # Encoding runs on the writer's thread alongside generation: the two may overlap.
         self.timings = self.timings.model_copy(
             update={
                 "generate_seconds": round(engine_seconds, 3),
                 "encode_seconds": round(writer.encode_seconds, 3),
+                "checkpoint_seconds": round(checkpoint_seconds, 3) if checkpoints is not None else None,
             }
         )
-        assert poster is not None  # frames >= 1
-        return poster
+        assert poster_png is not None  # frames >= 1, and a restored window holding the poster carries it
+        return poster_png
 
     def _output_report(self, publisher: Publisher, video: Path, inputs: RenderInputs) -> OutputReport:
         return OutputReport(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from multitalk.runner.progress import Stage, progress_line
+from multitalk.runner.progress import Stage, Windows, progress_line
 
 # Slice of the overall percent owned by each stage: (start, end).
 STAGE_SPAN: dict[str, tuple[float, float]] = {
@@ -36,10 +36,19 @@ class ProgressReporter:
         self.enabled = enabled
         self._last: tuple[str, int] | None = None
         self._bar: Any = None
+        self._windows: Windows | None = None
+        self._percent = (Stage.DOWNLOAD.value, 0.0)
+
+    def windows(self, windows: Windows) -> None:
+        """Windows checkpointed so far: carried on every progress line from now on, and one now."""
+        self._windows = windows
+        self._last = None
+        self.update(*self._percent)
 
     def update(self, stage: str, fraction: float) -> None:
         if not self.enabled:
             return
+        self._percent = (stage, fraction)
         percent = overall_percent(stage, fraction)
         key = (stage, int(percent))
         if key == self._last:
@@ -48,7 +57,7 @@ class ProgressReporter:
         if self.tty:
             self._tqdm(stage, percent)
         else:
-            self.stream.write(progress_line(stage, percent) + "\n")
+            self.stream.write(progress_line(stage, percent, self._windows) + "\n")
             self.stream.flush()
 
     def _tqdm(self, stage: str, percent: float) -> None:

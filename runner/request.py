@@ -8,6 +8,8 @@ snake_case.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import urllib.parse
 from collections.abc import Sequence
@@ -364,3 +366,13 @@ class RenderRequest(ApiModel):
     @classmethod
     def _image_uri(cls, v: str | None) -> str | None:
         return None if v is None else _check_uri(v, INPUT_SCHEMES, "image")
+
+
+def canonical_json(request: RenderRequest) -> str:
+    """The request as it travels to a pod: compact and key-sorted, so equal requests have equal text."""
+    return json.dumps(request.wire(), separators=(",", ":"), sort_keys=True)
+
+
+def canonical_hash(request: RenderRequest) -> str:
+    """The request's identity: the operator's Job annotation and the runner's resume key."""
+    return hashlib.sha256(canonical_json(request).encode()).hexdigest()

@@ -35,6 +35,7 @@ class Timings(ApiModel):
     generate_seconds: float | None = None
     encode_seconds: float | None = None
     upload_seconds: float | None = None
+    checkpoint_seconds: float | None = None  # writing checkpoints and restoring them (docs/runner.md, Resuming)
     total_seconds: float | None = None
 
 
@@ -57,6 +58,15 @@ class OutputReport(ApiModel):
     manifest_uri: str | None = None
 
 
+class ResumeReport(ApiModel):
+    """Checkpointed windows (docs/runner.md, Resuming); absent for an engine that cannot resume."""
+
+    windows_done: int = Field(description="Windows finished and checkpointed, restored ones included.")
+    windows_total: int = Field(description="Windows in the whole video.")
+    window_frames: int = Field(description="Frames per window (the last may be shorter).")
+    resumed_from_frame: int = Field(description="First frame this attempt generated (0: none restored).")
+
+
 class FailureReport(ApiModel):
     reason: str = Field(description=f"{', '.join(FailureReason)} (one per exit code).")
     message: str
@@ -70,6 +80,7 @@ class RunResult(ApiModel):
     timings: Timings = Field(default_factory=Timings)
     audio: AudioReport | None = None
     output: OutputReport | None = None
+    resume: ResumeReport | None = None
     error: FailureReport | None = None
 
     def to_json(self) -> str:

@@ -24,6 +24,9 @@ ENGINE_SAMPLE_RATE = 16_000  # engines get mono float32 speech at this rate
 
 ProgressFn = Callable[[float], None]  # fraction 0..1 of the engine's current stage
 
+# Frames per resume checkpoint (docs/runner.md, Resuming): MultiTalk's window, about 3 s at 25 fps.
+WINDOW_FRAMES = 81
+
 
 @dataclass(frozen=True)
 class Availability:
@@ -67,6 +70,10 @@ class Engine(ABC):
     """One way of animating a portrait; selected by name through the registry."""
 
     name: str = ""  # its key in engines/registry.py, whose order is auto's preference
+    # Can frames() start mid-video (from a checkpoint) and yield what an uninterrupted call yields
+    # from there? The runner checkpoints every window_frames frames only for engines that can.
+    resumable: bool = False
+    window_frames: int = WINDOW_FRAMES
 
     def __init__(self, model_dir: Path) -> None:
         self.model_dir = model_dir
@@ -86,8 +93,16 @@ class Engine(ABC):
         return EngineInfo()
 
     @abstractmethod
-    def frames(self, inputs: RenderInputs, progress: ProgressFn) -> Iterator[Image]:
-        """Yield exactly inputs.frames frames, each H x W x 3 uint8 RGB."""
+    def frames(self, inputs: RenderInputs, progress: ProgressFn, start: int = 0, state: bytes = b"") -> Iterator[Image]:
+        """Yield frames start .. inputs.frames - 1, each H x W x 3 uint8 RGB.
+
+        start > 0 only for a resumable engine, with the window_state() it gave after frame start - 1."""
+
+    def window_state(self) -> bytes:
+        """What the frames after the last one yielded need (motion frames, RNG state ...), called at a
+        window's end while frames() is suspended; nothing when each frame depends only on prepare()
+        and its index."""
+        return b""
 
     def close(self) -> None:
         """Release models and native resources; the runner calls it once, after the last frame or on failure."""

@@ -57,6 +57,7 @@ def envelope(mix: Audio, bin_samples: int) -> npt.NDArray[np.float32]:
 
 class PlaceholderEngine(Engine):
     name = "placeholder"
+    resumable = True  # each frame is a function of prepare() and its index
 
     def availability(self) -> Availability:
         return Availability(True, "always available (numpy and Pillow only)")
@@ -97,7 +98,7 @@ class PlaceholderEngine(Engine):
         draw.text((x0, y0 + box_h + pad), info, font=small, fill=(230, 230, 230))
         return np.asarray(card, dtype=np.uint8).copy()
 
-    def frames(self, inputs: RenderInputs, progress: ProgressFn) -> Iterator[Image]:
+    def frames(self, inputs: RenderInputs, progress: ProgressFn, start: int = 0, state: bytes = b"") -> Iterator[Image]:
         w, h = inputs.width, inputs.height
         half_cols = w // 2
         band_h = self._band_dist.shape[0]
@@ -108,7 +109,7 @@ class PlaceholderEngine(Engine):
             [np.zeros(half_cols, np.float32), self._env, np.zeros(w - half_cols + 1, np.float32)]
         )
         step = max(1, inputs.frames // 100)
-        for i in range(inputs.frames):
+        for i in range(start, inputs.frames):
             frame = self._card.copy()
             centre = round((i + 0.5) / inputs.fps * ENGINE_SAMPLE_RATE / self._bin)
             amps = np.minimum(padded_env[centre : centre + w] * 1.6, 1.0) * self._band_half

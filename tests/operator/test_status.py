@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from multitalk.operator.conditions import Verdict, derive_phase
 from multitalk.operator.reasons import CONDITION_TYPES, ConditionStatus, ConditionType
 from multitalk.operator.status import compute_status
 from multitalk.operator.times import human_duration, parse_time
+from multitalk.runner.progress import Reading, Stage, Windows, parse_progress, progress_line
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CRD = crd.crd_manifest()
@@ -40,8 +42,8 @@ def run_state(name: str) -> tuple[dict[str, Any], Any]:
         tv["status"] = state["old_status"]
     now = parse_time(state["now"])
     assert now is not None
-    progress = tuple(state["progress"]) if state.get("progress") else None
-    rec = compute_status(tv, state["job"], state["pods"], now, progress)  # type: ignore[arg-type]
+    progress = Reading(Stage(state["progress"][0]), float(state["progress"][1])) if state.get("progress") else None
+    rec = compute_status(tv, state["job"], state["pods"], now, progress)
     return state, rec
 
 
@@ -155,7 +157,9 @@ def test_recompute_is_stable_and_keeps_transition_times() -> None:
     tv["status"] = first.status.wire()
     now = parse_time(state["now"])
     assert now is not None
-    again = compute_status(tv, state["job"], state["pods"], now + dt.timedelta(minutes=5), ("generate", 42.0))
+    again = compute_status(
+        tv, state["job"], state["pods"], now + dt.timedelta(minutes=5), Reading(Stage.GENERATE, 42.0)
+    )
     assert again.status.conditions == first.status.conditions
     assert not again.events, "no transition, no event"
 
@@ -168,6 +172,38 @@ def test_progress_is_kept_between_log_reads() -> None:
     assert now is not None
     again = compute_status(tv, state["job"], state["pods"], now, None)
     assert again.status.wire()["progress"] == {"stage": "generate", "percent": 42.0}
+
+
+def test_progress_shows_windows_and_the_frame_a_render_resumed_from() -> None:
+    state = load_state("running")
+    now = parse_time(state["now"])
+    assert now is not None
+    line = progress_line("generate", 42.0, Windows(done=3, total=10, resumed_from_frame=162))
+    reading = parse_progress("loading\n" + line + "\n")
+    rec = compute_status(load_tv(), state["job"], state["pods"], now, reading)
+    wire = rec.status.wire()
+    assert wire["progress"] == {
+        "stage": "generate",
+        "percent": 42.0,
+        "windowsDone": 3,
+        "windowsTotal": 10,
+        "resumedFromFrame": 162,
+    }
+    assert wire["progressText"] == "generate 42% (3/10 windows)"
+
+
+def test_a_resumed_render_says_so_in_the_status() -> None:
+    state = load_state("complete")
+    terminated = state["pods"][0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    resume = {"windowsDone": 3, "windowsTotal": 3, "windowFrames": 81, "resumedFromFrame": 162}
+    terminated["message"] = json.dumps({**json.loads(terminated["message"]), "resume": resume})
+    now = parse_time(state["now"])
+    assert now is not None
+    status = compute_status(load_tv(), state["job"], state["pods"], now).status.wire()
+    assert status["resume"] == resume
+    schema = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert prunable(status, schema["properties"]["status"]) == []
+    assert validate({**load_tv(), "status": status}, CRD) == []
 
 
 def test_terminal_never_reverts() -> None:

@@ -61,7 +61,9 @@ def test_render_example_placeholder(media: Media, tmp_path: Path) -> None:
     # Not a terminal: progress is JSON lines ending at 100, then the result line.
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     progress = [x for x in lines if x.get("event") == "progress"]
-    assert progress[0]["stage"] == "download" and progress[-1] == {"event": "progress", "stage": "done", "percent": 100}
+    assert progress[0]["stage"] == "download"
+    windows = {"windowsDone": 2, "windowsTotal": 2, "resumedFromFrame": 0}  # 116 frames: checkpoints of 81 + 35
+    assert progress[-1] == {"event": "progress", "stage": "done", "percent": 100, **windows}
     assert [x["percent"] for x in progress] == sorted(x["percent"] for x in progress)
     assert lines[-1]["event"] == "result" and lines[-1]["result"]["ok"] is True
 

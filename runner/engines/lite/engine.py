@@ -56,6 +56,7 @@ def _version(dist: str) -> str:
 
 class LiteEngine(Engine):
     name = "lite"
+    resumable = True  # a frame is a function of prepare()'s tracks (seeded) and its index
 
     def __init__(self, model_dir: Path) -> None:
         super().__init__(model_dir)
@@ -177,13 +178,13 @@ class LiteEngine(Engine):
     def tracks(self) -> list[npt.NDArray[np.float32]]:
         return list(self._tracks)
 
-    def frames(self, inputs: RenderInputs, progress: ProgressFn) -> Iterator[Image]:
+    def frames(self, inputs: RenderInputs, progress: ProgressFn, start: int = 0, state: bytes = b"") -> Iterator[Image]:
         image = inputs.image
         if image is None or not self._warps:
             raise RuntimeError("prepare() must run before frames()")
         expression = inputs.request.lite.expression
         every = max(1, inputs.frames // 100)
-        for index in range(inputs.frames):
+        for index in range(start, inputs.frames):
             frame = image.copy()
             for warp, track in zip(self._warps, self._tracks, strict=True):
                 warp.render(frame, track[index], expression)

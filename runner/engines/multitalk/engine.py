@@ -300,24 +300,26 @@ class MultiTalkEngine(Engine):
         label = f"{ranks} x {name}" if ranks > 1 else name
         return label + (" (FSDP)" if self._state.get("sharded") else "")
 
-    def frames(self, inputs: RenderInputs, progress: ProgressFn) -> Iterator[Image]:
+    def frames(self, inputs: RenderInputs, progress: ProgressFn, start: int = 0, state: bytes = b"") -> Iterator[Image]:
+        if start:  # not resumable (yet): the runner never asks
+            raise RuntimeError("the multitalk engine renders from frame 0")
         from PIL import Image as PILImage
         from PIL import ImageOps
 
         from .pipeline import Settings
         from .sampler import Guidance
 
-        state, torch = self._state, self._state["torch"]
+        held, torch = self._state, self._state["torch"]
         if inputs.image is None:
             raise InvalidInput("the multitalk engine needs a reference image", "image")
         req, sampling = inputs.request, inputs.request.sampling
         gen_h, gen_w = generation_size(inputs.width, inputs.height, self.area)
         portrait = ImageOps.fit(PILImage.fromarray(inputs.image), (gen_w, gen_h), PILImage.Resampling.BICUBIC)
         image = torch.from_numpy(np.asarray(portrait).copy()).permute(2, 0, 1).float() / 255 * 2 - 1
-        masks = state.get("masks")
+        masks = held.get("masks")
         frames_25 = max(1, math.ceil(inputs.duration_seconds * MODEL_FPS))
         frame_num, streaming = window_plan(frames_25)
-        features = [self._padded(f, max(frame_num + 1, frames_25)) for f in state["features"]]
+        features = [self._padded(f, max(frame_num + 1, frames_25)) for f in held["features"]]
         settings = Settings(
             frame_num=frame_num,
             motion_frames=MOTION_FRAMES,
@@ -331,8 +333,8 @@ class MultiTalkEngine(Engine):
             color_strength=self.color_strength,
             negative_prompt=NEGATIVE_PROMPT,
         )
-        encoders = state["encoders"].as_encoders()
-        pipeline = state["pipeline_cls"](state["denoiser"], encoders, state["device"], self._residency)
+        encoders = held["encoders"].as_encoders()
+        pipeline = held["pipeline_cls"](held["denoiser"], encoders, held["device"], self._residency)
         wanted = resample_indices(inputs.frames, inputs.fps, frames_25)
         buffer: list[Image] = []  # generated 25 fps frames from index `first` on
         first, out = 0, 0
@@ -356,7 +358,7 @@ class MultiTalkEngine(Engine):
             first += drop
         if out < len(wanted):
             raise RuntimeError(f"generated {first + len(buffer)} frames at 25 fps, needed {wanted[-1] + 1}")
-        state["finished"] = True
+        held["finished"] = True
 
     def _person_masks(self, inputs: RenderInputs) -> Any:
         """Latent-grid masks of the two persons; a bbox that covers no token of the frame is refused."""
