@@ -38,6 +38,7 @@ from cluster.controlplane import ControlPlane, ensure_binaries
 from cluster.session import Cluster, api_client
 from cluster.talkingvideos import GROUP, PLURAL, VERSION, talking_video
 from cluster.testnode import TestNode
+from cluster.testnode.container import Runtime
 from kubernetes import client
 
 NAMESPACE = "bench"
@@ -102,7 +103,8 @@ def main() -> int:
     plane.start()
     api = api_client(plane.kubeconfig_path)
     cluster = Cluster(plane.kubeconfig_path, api, plane)
-    system = TestNode(api, "system-node", gpus=0, namespaces=set()).start()
+    # The operator as a local process (from the image's venv above), so its CPU and RSS are its own.
+    system = TestNode(api, "system-node", gpus=0, namespaces=set(), runtime=Runtime.PROCESS).start()
     gpus = TestNode(
         api, "noop-gpu-node", gpus=args.count, mode="noop", namespaces={NAMESPACE}, max_pods=args.count + 10
     )
