@@ -13,10 +13,10 @@ from cluster import install
 from cluster.controlplane import free_port
 from cluster.s3server import S3Server
 from cluster.session import Cluster
-from cluster.talkingvideos import apply, get_tv, jobs_of, talking_video, wait_phase
+from cluster.talkingvideos import GROUP, PLURAL, VERSION, apply, get_tv, jobs_of, talking_video, wait_phase
 from cluster.testnode import TestNode
 from cluster.waiting import eventually
-from kubernetes import client
+from kubernetes import client, watch
 
 pytestmark = pytest.mark.cluster
 
@@ -89,6 +89,38 @@ def test_job_deleted_by_hand_is_reported(
     assert status["lastFailure"]["reason"] == "JobDeleted"
     time.sleep(3)  # the operator must not quietly make a second Job
     assert jobs_of(cluster, ns) == []
+
+
+def test_object_deleted_right_after_creation_gets_no_job(
+    cluster: Cluster, operator: dict[str, Any], render_namespace: str, gpu_node: TestNode
+) -> None:
+    """Issue 16 item 4: the stale "added" event was reconciled after the delete (4 times in 4)
+    and a Job made; its runner started before the garbage collector removed it."""
+    ns = render_namespace
+    batch = client.BatchV1Api(cluster.api)
+    since = batch.list_namespaced_job(ns).metadata.resource_version
+    created: list[str] = []  # every Job the API server stored, even if collected at once
+
+    def record_jobs() -> None:
+        stream = watch.Watch()
+        for event in stream.stream(batch.list_namespaced_job, ns, resource_version=since, timeout_seconds=90):
+            if event["type"] == "ADDED":
+                created.append(event["object"].metadata.name)
+                if event["object"].metadata.owner_references[0].name == "kept":
+                    stream.stop()
+
+    watcher = threading.Thread(target=record_jobs, daemon=True)
+    watcher.start()
+    custom = client.CustomObjectsApi(cluster.api)
+    for i in range(4):
+        body = talking_video(f"gone-{i}", ns)
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+        custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, f"gone-{i}")
+    time.sleep(3)  # the operator handles the stale events meanwhile
+    apply(cluster, ns, talking_video("kept", ns))  # a live one still gets its Job
+    watcher.join(90)
+    assert len(created) == 1 and created[0].startswith("kept-"), created
+    assert all(not run[0].startswith(f"{ns}/gone-") for run in runs_in(gpu_node, ns))
 
 
 def test_operator_killed_at_random_moments_renders_each_exactly_once(
