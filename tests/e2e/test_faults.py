@@ -97,30 +97,50 @@ def test_object_deleted_right_after_creation_gets_no_job(
     """Issue 16 item 4: the stale "added" event was reconciled after the delete (4 times in 4)
     and a Job made; its runner started before the garbage collector removed it."""
     ns = render_namespace
-    batch = client.BatchV1Api(cluster.api)
+    batch, custom = client.BatchV1Api(cluster.api), client.CustomObjectsApi(cluster.api)
     since = batch.list_namespaced_job(ns).metadata.resource_version
-    created: list[str] = []  # every Job the API server stored, even if collected at once
+    # The revision at which each object was deleted, and at which each Job was stored. One
+    # etcd orders both (the loopback control plane has one): a Job stored after its
+    # owner's deletion is the bug; one stored before it was made for a live object.
+    deleted_at: dict[str, int] = {}
+    job_at: dict[str, int] = {}
+    names = [f"gone-{i}" for i in range(17)]
 
     def record_jobs() -> None:
         stream = watch.Watch()
-        for event in stream.stream(batch.list_namespaced_job, ns, resource_version=since, timeout_seconds=90):
+        for event in stream.stream(batch.list_namespaced_job, ns, resource_version=since, timeout_seconds=120):
+            meta = event["object"].metadata
             if event["type"] == "ADDED":
-                created.append(event["object"].metadata.name)
-                if event["object"].metadata.owner_references[0].name == "kept":
-                    stream.stop()
+                job_at[meta.owner_references[0].name] = int(meta.resource_version)
+            if "kept" in job_at:
+                stream.stop()
 
-    watcher = threading.Thread(target=record_jobs, daemon=True)
-    watcher.start()
-    custom = client.CustomObjectsApi(cluster.api)
-    for i in range(4):
-        body = talking_video(f"gone-{i}", ns)
-        custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
-        custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, f"gone-{i}")
+    def record_deletions() -> None:
+        stream = watch.Watch()
+        listing = (custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL)
+        for event in stream.stream(*listing, resource_version=since, timeout_seconds=120):
+            meta = event["object"]["metadata"]
+            if event["type"] == "DELETED":
+                deleted_at[meta["name"]] = int(meta["resourceVersion"])
+            if set(names) <= set(deleted_at):
+                stream.stop()
+
+    watchers = [threading.Thread(target=t, daemon=True) for t in (record_jobs, record_deletions)]
+    for watcher in watchers:
+        watcher.start()
+    # Deleted at once, and around the moment the operator's coalesced reconcile (0.5 s after
+    # the first event) runs, where the stale event used to win.
+    for name, delay in zip(names, [0.0, *(0.4 + 0.025 * k for k in range(16))], strict=True):
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, talking_video(name, ns))
+        time.sleep(delay)
+        custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
     time.sleep(3)  # the operator handles the stale events meanwhile
     apply(cluster, ns, talking_video("kept", ns))  # a live one still gets its Job
-    watcher.join(90)
-    assert len(created) == 1 and created[0].startswith("kept-"), created
-    assert all(not run[0].startswith(f"{ns}/gone-") for run in runs_in(gpu_node, ns))
+    for watcher in watchers:
+        watcher.join(120)
+    assert "kept" in job_at and set(names) <= set(deleted_at), (job_at, deleted_at)
+    stale = {name: (job_at[name], deleted_at[name]) for name in names if job_at.get(name, 0) > deleted_at[name]}
+    assert stale == {}, f"Jobs created after their TalkingVideo was deleted: {stale}"
 
 
 def test_operator_killed_at_random_moments_renders_each_exactly_once(
