@@ -82,7 +82,9 @@ async def test_refused_job_create_is_reported_and_retried(cluster: Cluster, reco
     status = the_tv(cluster)["status"]
     assert status["observedGeneration"] == 1 and status["phase"] == "Pending"
     admitted = conditions(the_tv(cluster))["Admitted"]
-    assert admitted["reason"] == "ApiCallFailed" and "create_job" in admitted["message"] and "403" in admitted["message"]
+    assert (
+        admitted["reason"] == "ApiCallFailed" and "create_job" in admitted["message"] and "403" in admitted["message"]
+    )
     assert api_errors("create_job") == before + 1
     await reconciler.reconcile(KEY)  # the next resync: the RBAC fixed meanwhile
     assert len(jobs(cluster)) == 1
