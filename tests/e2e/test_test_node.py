@@ -175,8 +175,10 @@ def test_no_container_starts_for_a_pod_deleted_before_it_started(
     local_cluster: Cluster, namespace: str, test_node: TestNode
 ) -> None:
     core = client.CoreV1Api(local_cluster.api)
+    # A finalizer keeps the object while it terminates, as the Job controller's does for its pods.
+    hold = "multitalk.dev/test-hold"
     pod = {
-        "metadata": {"name": "late"},
+        "metadata": {"name": "late", "finalizers": [hold]},
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 5,
@@ -193,7 +195,14 @@ def test_no_container_starts_for_a_pod_deleted_before_it_started(
     test_node.on_start = delete_before_the_container_starts
     try:
         core.create_namespaced_pod(namespace, pod)
-        eventually(lambda: not core.list_namespaced_pod(namespace).items, 60, "the pod removed")
+        failed = eventually(
+            lambda: (p := core.read_namespaced_pod("late", namespace)).status.phase == "Failed" and p,
+            60,
+            "phase Failed",
+        )
+        assert failed.status.container_statuses[0].state.terminated.reason == "ContainerStatusUnknown"
+        assert test_node.started == [], "a container was started for a pod being deleted"
     finally:
         test_node.on_start = None
-    assert test_node.started == [], "a container was started for a pod being deleted"
+        core.patch_namespaced_pod("late", namespace, {"metadata": {"finalizers": None}})
+    eventually(lambda: not core.list_namespaced_pod(namespace).items, 30, "the pod removed")
