@@ -95,6 +95,8 @@ class TestNode(Scheduling, Processes):
         with self._lock:
             running = list(self._running.values())
         for pod in running:
+            with pod.lock:  # a start in flight either finishes first (and is killed) or sees _stop
+                pass
             if pod.process and pod.process.poll() is None:
                 pod.killed = True
                 if pod.container:

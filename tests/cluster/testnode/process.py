@@ -173,7 +173,7 @@ class Processes(PodEnvironment):
         which the deletion takes to set `deleting`: either the deletion sees the process and
         stops it, or no process starts)."""
         with running.lock:
-            if running.deleting:
+            if running.deleting or self._stop.is_set():  # a node stopping starts nothing either
                 raise PodDeleting(running.name)
             running.process = start()
         self.started.append((f"{running.namespace}/{running.name}", image))
