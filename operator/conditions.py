@@ -17,6 +17,7 @@ from multitalk.operator.observe import (
     IMAGE_PULL_REASONS,
     JobFacts,
     PodFacts,
+    last_pod_activity,
     pending_since,
 )
 from multitalk.operator.reasons import (
@@ -24,16 +25,21 @@ from multitalk.operator.reasons import (
     OWN_CONDITIONS,
     PERMANENT_FAILURES,
     WARNING,
+    ApiCall,
     ConditionStatus,
     ConditionType,
     Phase,
     Reason,
 )
 from multitalk.operator.status_types import Condition, LastFailure, TalkingVideoStatus
-from multitalk.operator.times import format_time
+from multitalk.operator.times import format_time, human_duration
 from multitalk.runner.result import RunResult
 
 T, F, U = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
+# A Job that failed below its backoffLimit normally makes its next pod within seconds (its
+# back-off starts at 10 s and doubles: 2 min covers the first few retries); longer without
+# any pod and it is reported stalled (it would otherwise wait for pendingDeadlineSeconds).
+STALL_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,23 @@ def admitted(job: JobFacts) -> Verdict:
     return Verdict(ConditionType.ADMITTED, T, Reason.ADMITTED, message)
 
 
-def running(job: JobFacts, pod: PodFacts | None, collecting: bool, had_pod: bool) -> Verdict:
+def stalled_for(job: JobFacts, pods: Sequence[PodFacts], now: dt.datetime) -> float | None:
+    """Seconds since the last attempt of a Job that should be retrying but makes no new pod
+    (failed below backoffLimit, nothing active or live, not finished) once past STALL_SECONDS."""
+    if job.finished or job.suspended or job.active_pods or not job.failed_pods:
+        return None
+    if job.failed_pods > job.backoff_limit or any(p.live or p.phase == "Succeeded" for p in pods):
+        return None
+    since = last_pod_activity(pods) or job.start_time
+    if since is None:
+        return None
+    seconds = (now - since).total_seconds()
+    return seconds if seconds > STALL_SECONDS else None
+
+
+def running(
+    job: JobFacts, pod: PodFacts | None, collecting: bool, had_pod: bool, stalled_seconds: float | None = None
+) -> Verdict:
     """Is the runner container running, and if not, what holds it?"""
 
     def no(reason: Reason, message: str, status: ConditionStatus = F) -> Verdict:
@@ -132,6 +154,14 @@ def running(job: JobFacts, pod: PodFacts | None, collecting: bool, had_pod: bool
     if pod is not None and pod.node_lost:
         why = pod.disruption or pod.message or "the node is lost"
         return no(Reason.NODE_LOST, f"pod {pod.name} was disrupted: {why}; it does not count as a retry", U)
+    if stalled_seconds is not None:
+        # Whole minutes: the message (and so the status) changes once a minute, not every resync.
+        waited = human_duration(stalled_seconds // 60 * 60)
+        return no(
+            Reason.JOB_STALLED,
+            f"the Job has made no new pod for {waited} since the last attempt ended "
+            f"({job.failed_pods} failed, backoffLimit {job.backoff_limit}); it should have started another",
+        )
     if pod is None and not had_pod and not job.failed_pods:
         return no(Reason.POD_PENDING, "waiting for the Job to create the runner pod")
     if pod is None or pod.deleting:
@@ -220,6 +250,44 @@ def pending_too_long(
 
 def given_up(running_now: Verdict) -> Verdict:
     return Verdict(ConditionType.RUNNING, F, Reason.FINISHED, "given up: " + running_now.message)
+
+
+# --- a request of ours that the API server refused -------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiFailure:
+    """A call this reconcile made that failed (recorded by the reconciler, fed back in here)."""
+
+    call: ApiCall
+    http_status: int
+    http_reason: str
+
+
+# The condition each action is reported on (what it failed to bring about), and its words.
+FAILED_ACTIONS: dict[ApiCall, tuple[ConditionType, str]] = {
+    ApiCall.CREATE_JOB: (ConditionType.ADMITTED, "creating the Job"),
+    ApiCall.PATCH_JOB: (ConditionType.ADMITTED, "setting the Job's spec.suspend"),
+    ApiCall.DELETE_JOB: (ConditionType.RUNNING, "deleting the Job"),
+}
+
+
+def with_api_failures(
+    verdicts: Mapping[ConditionType, Verdict], failures: Sequence[ApiFailure]
+) -> dict[ConditionType, Verdict]:
+    """The conditions the failed calls should have moved say why they did not (reason
+    ApiCallFailed, the call and HTTP status in the message); their status stays what the
+    objects say, so the phase and the rest of the status still advance."""
+    out = dict(verdicts)
+    for failure in failures:
+        kind, doing = FAILED_ACTIONS[failure.call]
+        before = out[kind]
+        message = (
+            f"{doing} failed ({failure.call}: HTTP {failure.http_status} {failure.http_reason}".rstrip()
+            + f"); retried at the next resync. Before: {before.message}"
+        )
+        out[kind] = Verdict(kind, before.status, Reason.API_CALL_FAILED, message)
+    return out
 
 
 # --- assembling -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import aiohttp
 import kopf
 
 from multitalk.operator import api
+from multitalk.operator.reasons import ApiCall
 from multitalk.operator.times import format_time
 
 __all__ = ["ApiError", "Kube", "login"]
@@ -38,6 +39,7 @@ class ApiError(Exception):
         super().__init__(f"{method} {path}: {status} {reason}")
         self.status = status
         self.reason = reason
+        self.call: ApiCall | None = None  # set by the caller that knows which call it was
 
 
 def login(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
@@ -111,6 +113,16 @@ class Kube:
                     return await response.text(errors="replace")
                 return await response.json(content_type=None)
         raise AssertionError("unreachable")
+
+    async def get_talkingvideo(self, namespace: str, name: str) -> dict[str, Any] | None:
+        path = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.PLURAL}/{name}"
+        try:
+            tv: dict[str, Any] = await self._request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return tv
 
     @staticmethod
     def _jobs(namespace: str, name: str = "") -> str:

@@ -41,6 +41,27 @@ API_ERRORS = Counter(
     "multitalk_api_errors_total", "Failed Kubernetes API calls by operation.", ["operation"], registry=REGISTRY
 )
 JOBS_CREATED = Counter("multitalk_jobs_created_total", "Child Jobs created.", registry=REGISTRY)
+STALLED_JOBS = Gauge(
+    "multitalk_stalled_jobs",
+    "Jobs failed below backoffLimit that made no new pod for a while (Running reason JobStalled).",
+    registry=REGISTRY,
+)
+
+
+class KeySet:
+    """The objects for which something holds, counted into a gauge."""
+
+    def __init__(self, gauge: Gauge) -> None:
+        self._gauge = gauge
+        self._keys: set[tuple[str, str]] = set()
+        gauge.set(0)
+
+    def set(self, key: tuple[str, str], holds: bool) -> None:
+        if holds:
+            self._keys.add(key)
+        else:
+            self._keys.discard(key)
+        self._gauge.set(len(self._keys))
 
 
 class PhaseBook:

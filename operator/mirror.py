@@ -33,7 +33,7 @@ class TalkingVideoBody(TypedDict):
 
 class JobBody(TypedDict):
     metadata: Metadata
-    spec: dict[str, Any]  # suspend only
+    spec: dict[str, Any]  # suspend and backoffLimit only
     status: dict[str, Any]  # Kubernetes' JobStatus, as it is
 
 
@@ -79,9 +79,10 @@ def talkingvideo(body: Mapping[str, Any], with_status: bool = True) -> TalkingVi
 
 def job(body: Mapping[str, Any]) -> JobBody:
     """What compute_status reads from a Job; the pod template (with the request) stays out."""
+    spec = body.get("spec") or {}
     return JobBody(
         metadata=_metadata(body, JOB_METADATA),
-        spec={"suspend": (body.get("spec") or {}).get("suspend")},
+        spec={"suspend": spec.get("suspend"), "backoffLimit": spec.get("backoffLimit")},
         status=dict(body.get("status") or {}),
     )
 
@@ -99,3 +100,11 @@ def pod(body: Mapping[str, Any]) -> PodBody:
         },
         status=dict(body.get("status") or {}),
     )
+
+
+def still_there(uid: str | None, fresh: Mapping[str, Any] | None) -> bool:
+    """Is the object the mirror holds (by uid) still on the server and not being deleted?
+    A watch event can be handled after its object was deleted, or deleted and re-created
+    under the same name: `fresh` is a GET by name made just now (None: not found)."""
+    meta = (fresh or {}).get("metadata") or {}
+    return bool(uid) and meta.get("uid") == uid and not meta.get("deletionTimestamp")

@@ -25,6 +25,7 @@ Obj = Mapping[str, Any]
 IMAGE_PULL_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
 CONFIG_ERROR_REASONS = ("CreateContainerConfigError", "CreateContainerError")
 LOG_TAIL_CHARS = 2000
+DEFAULT_BACKOFF_LIMIT = 6  # Kubernetes' default for a Job without spec.backoffLimit
 
 
 def _conditions(obj: Obj) -> dict[str, Obj]:
@@ -58,6 +59,7 @@ class JobFacts:
     created: dt.datetime
     failed_pods: int
     active_pods: int
+    backoff_limit: int  # spec.backoffLimit: failed pods allowed before the Job fails
 
     @property
     def finished(self) -> bool:
@@ -67,6 +69,10 @@ class JobFacts:
     def suspended(self) -> bool:
         """Held (by Kueue or spec.suspend) and not finished."""
         return self.spec_suspend and not self.finished
+
+
+def _int_or(value: Any, default: int) -> int:
+    return value if isinstance(value, int) else default
 
 
 def job_facts(job: Obj) -> JobFacts:
@@ -88,6 +94,7 @@ def job_facts(job: Obj) -> JobFacts:
         created=parse_time(meta.get("creationTimestamp")) or EPOCH,
         failed_pods=int(status.get("failed") or 0),
         active_pods=int(status.get("active") or 0),
+        backoff_limit=_int_or((job.get("spec") or {}).get("backoffLimit"), DEFAULT_BACKOFF_LIMIT),
     )
 
 
@@ -273,3 +280,9 @@ def pending_since(job: JobFacts, pods: Sequence[PodFacts]) -> dt.datetime | None
         candidates.extend((pod.running_since, pod.finished))
     valid = [c for c in candidates if c is not None and c.year > 1]
     return max(valid) if valid else None
+
+
+def last_pod_activity(pods: Sequence[PodFacts]) -> dt.datetime | None:
+    """When an attempt last changed: the newest creation or exit of any pod."""
+    times = [t for p in pods for t in (p.created, p.finished) if t is not None and t.year > 1]
+    return max(times) if times else None

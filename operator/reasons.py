@@ -39,6 +39,20 @@ CONDITION_TYPES = OWN_CONDITIONS + KSTATUS_CONDITIONS
 TERMINAL_CONDITIONS = (ConditionType.COMPLETE, ConditionType.FAILED)
 
 
+class ApiCall(StrEnum):
+    """The operator's Kubernetes API calls (the multitalk_api_errors_total operation label)."""
+
+    GET_TALKINGVIDEO = "get_talkingvideo"
+    PATCH_STATUS = "patch_status"
+    CREATE_JOB = "create_job"
+    GET_JOB = "get_job"
+    PATCH_JOB = "patch_job"
+    DELETE_JOB = "delete_job"
+    LIST_PODS = "list_pods"
+    POD_LOG = "pod_log"
+    POST_EVENT = "post_event"
+
+
 class ConditionStatus(StrEnum):
     TRUE = "True"
     FALSE = "False"
@@ -80,6 +94,9 @@ class Reason(StrEnum):
     NOT_ADMITTED = "NotAdmitted"
     COLLECTING_RESULT = "CollectingResult"
     FINISHED = "Finished"
+    JOB_STALLED = "JobStalled"  # failed below backoffLimit, nothing active, no new pod
+    # Admitted or Running: a request of ours the API server refused (the status still advances)
+    API_CALL_FAILED = "ApiCallFailed"
     # Complete
     RENDERED = "Rendered"
     # Failed (besides the runner's FailureReason values and Kubernetes' own)
@@ -107,6 +124,8 @@ NOTABLE = frozenset(
         Reason.CONTAINER_CONFIG_ERROR,
         Reason.NODE_LOST,
         Reason.POD_MISSING,
+        Reason.JOB_STALLED,
+        Reason.API_CALL_FAILED,
     }
 )
 # Events of these reasons are Warnings (and every Failed=True).
@@ -119,6 +138,8 @@ WARNING = frozenset(
         Reason.NODE_LOST,
         Reason.POD_MISSING,
         Reason.SPEC_CHANGE_IGNORED,
+        Reason.JOB_STALLED,
+        Reason.API_CALL_FAILED,
     }
 )
 # Failures that a retry cannot fix: they win over the Job's BackoffLimitExceeded.

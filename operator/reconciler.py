@@ -37,11 +37,11 @@ from typing import Any, TypeVar, cast
 import kopf
 
 from multitalk.operator import api, job_builder, metrics, mirror
-from multitalk.operator.conditions import Event
+from multitalk.operator.conditions import ApiFailure, Event
 from multitalk.operator.kube import ApiError, Kube
 from multitalk.operator.mirror import JobBody, PodBody, TalkingVideoBody
 from multitalk.operator.observe import current_pod, job_facts, last_failed, pod_facts
-from multitalk.operator.reasons import ConditionType, Phase
+from multitalk.operator.reasons import ApiCall, ConditionType, Phase, Reason
 from multitalk.operator.settings import OperatorSettings
 from multitalk.operator.status import Reconciliation, compute_status
 from multitalk.operator.status_types import TalkingVideoStatus, read_status
@@ -77,6 +77,9 @@ class ObjectState:
     queued: bool = False  # a coalesced reconcile is scheduled
     last_resync: float = 0.0  # monotonic
     last_progress: float = 0.0
+    # What the last reconcile could not do: the resync retries it (even on a terminal
+    # object), and a failure is reported once, not at every retry.
+    failed_calls: tuple[ApiFailure, ...] = ()
 
     def status(self) -> TalkingVideoStatus:
         if self.written is not None:
@@ -94,6 +97,7 @@ class Reconciler:
         self.objects: dict[Key, ObjectState] = {}
         self._job_owners: dict[tuple[str, str], Key] = {}  # (namespace, Job name) -> its TalkingVideo
         self.phases = metrics.PhaseBook()
+        self.stalled = metrics.KeySet(metrics.STALLED_JOBS)
         self._api_slots = asyncio.Semaphore(API_CONCURRENCY)
         # Reconciles in flight: each holds its intermediate objects (a Job manifest, the
         # status) while it waits for the API; a burst of 1,000 must not hold them all.
@@ -105,8 +109,7 @@ class Reconciler:
 
     def on_talkingvideo(self, key: Key, body: Any, deleted: bool) -> None:
         if deleted:
-            self.objects.pop(key, None)  # the garbage collector removes Job and pods
-            self.phases.set(key, None)
+            self._forget(key)  # the garbage collector removes Job and pods
             return
         state = self._state(key)
         state.tv = mirror.talkingvideo(body, with_status=state.written is None)
@@ -142,6 +145,11 @@ class Reconciler:
             state.pods[uid] = mirror.pod(body)
         self._settle(key, state)
 
+    def _forget(self, key: Key) -> None:
+        self.objects.pop(key, None)
+        self.phases.set(key, None)
+        self.stalled.set(key, False)
+
     def _state(self, key: Key) -> ObjectState:
         return self.objects.setdefault(key, ObjectState())
 
@@ -174,6 +182,17 @@ class Reconciler:
     async def _guarded(self, key: Key, read_progress: bool) -> None:
         try:
             await self.reconcile(key, read_progress=read_progress)
+        except ApiError as exc:
+            # A read or the status write failed: no status can be written, an event can.
+            log.warning("reconcile of %s/%s failed: %s", *key, exc)
+            state = self.objects.get(key)
+            if state is not None and state.tv is not None and exc.call is not None:
+                failure = ApiFailure(exc.call, exc.status, exc.reason)
+                if failure not in state.failed_calls:
+                    state.failed_calls = (failure,)
+                    message = f"{failure.call} failed: HTTP {failure.http_status} {failure.http_reason}".rstrip()
+                    event = Event("Warning", Reason.API_CALL_FAILED, f"{message}; retried at the next resync")
+                    self._spawn(self._post_events(dict(state.tv), [event]))
         except Exception:  # one object's failure must not stop the others; the resync retries
             log.exception("reconcile of %s/%s failed", *key)
 
@@ -191,7 +210,7 @@ class Reconciler:
             for key, state in list(self.objects.items()):
                 if state.tv is None or state.queued:
                     continue
-                if state.terminal:
+                if state.terminal and not state.failed_calls:
                     continue  # nothing can change any more but through a Job event
                 if state.phase == Phase.RUNNING and now - state.last_progress >= self.settings.progress_poll_seconds:
                     state.last_progress = now
@@ -231,15 +250,41 @@ class Reconciler:
         if job is not None and not listed and not self._explained(rec, old, job, pods):
             pods, _ = await self._pods(key, state, job, fresh=True)
             rec = compute_status(tv, job, pods, now, progress)
+        # A refused action is recorded and fed back into the status: the rest of the status
+        # (observedGeneration, the phase) is still written, and the resync retries it.
+        failures: list[ApiFailure] = []
         if rec.create_job:
-            job = await self._create_job(key, state)
-            rec = compute_status(tv, job, [], now)
-        if rec.delete_job and job is not None:
-            await self._call("delete_job", self.kube.delete_job(key[0], job["metadata"]["name"]))
-        if rec.job_suspend is not None and job is not None:
-            await self._call("patch_job", self.kube.patch_job_suspend(key[0], job["metadata"]["name"], rec.job_suspend))
+            try:
+                created = await self._create_job(key, state)
+            except ApiError as exc:
+                failures.append(ApiFailure(ApiCall.CREATE_JOB, exc.status, exc.reason))
+            else:
+                if created is None:
+                    return None  # deleted (or replaced) meanwhile: nothing to create or write
+                job, pods = created, []
+                rec = compute_status(tv, job, pods, now)
+        if job is not None:
+            name = job["metadata"]["name"]
+            if rec.delete_job:
+                failures += await self._attempt(ApiCall.DELETE_JOB, self.kube.delete_job(key[0], name))
+            if rec.job_suspend is not None:
+                failures += await self._attempt(
+                    ApiCall.PATCH_JOB, self.kube.patch_job_suspend(key[0], name, rec.job_suspend)
+                )
+        if failures:
+            rec = compute_status(tv, job, pods, now, progress, failures)
         await self._write(key, state, rec)
+        state.failed_calls = tuple(failures)
         return rec
+
+    async def _attempt(self, call: ApiCall, coro: Awaitable[None]) -> list[ApiFailure]:
+        """Make an action's call; its failure, if the API server refused it."""
+        try:
+            await self._call(call, coro)
+        except ApiError as exc:
+            log.warning("%s failed: %s", call, exc)
+            return [ApiFailure(call, exc.status, exc.reason)]
+        return []
 
     async def _job(self, key: Key, state: ObjectState, old: TalkingVideoStatus) -> JobBody | None:
         """This object's Job: the mirror's, else (before anyone concludes it is gone) read by name."""
@@ -252,7 +297,7 @@ class Reconciler:
         # No shortcut for terminal objects: the Job settles after its target condition
         # (attempts, the last exit), and compute_status keeps a result once its Job is gone.
         if job is None and old.job is not None and not old.terminal:
-            found = await self._call("get_job", self.kube.get_job(key[0], old.job.name))
+            found = await self._call(ApiCall.GET_JOB, self.kube.get_job(key[0], old.job.name))
             if found is not None:
                 job = state.job = mirror.job(found)
                 state.pods_known = False
@@ -265,7 +310,7 @@ class Reconciler:
             return [], False
         listing = fresh or not state.pods_known
         if listing:
-            listed = await self._call("list_pods", self.kube.list_job_pods(key[0], job["metadata"]["name"]))
+            listed = await self._call(ApiCall.LIST_PODS, self.kube.list_job_pods(key[0], job["metadata"]["name"]))
             for body in listed:
                 uid = str(body["metadata"]["uid"])
                 # A watch event may have brought a newer version meanwhile: it stays.
@@ -296,7 +341,7 @@ class Reconciler:
             return None
         try:
             text = await self._call(
-                "pod_log",
+                ApiCall.POD_LOG,
                 self.kube.pod_log_tail(
                     namespace, pod.name, job_builder.CONTAINER, 50, self.settings.progress_log_bytes
                 ),
@@ -306,9 +351,16 @@ class Reconciler:
             return None
         return parse_progress(text)
 
-    async def _create_job(self, key: Key, state: ObjectState) -> JobBody:
+    async def _create_job(self, key: Key, state: ObjectState) -> JobBody | None:
+        """Create the Job (or adopt the one there); None when the object is gone or going."""
         assert state.tv is not None
         meta = state.tv["metadata"]
+        # The event that led here may be older than a deletion (the GPU would render for an
+        # object nobody wants until the garbage collector came): ask the API server first.
+        fresh = await self._call(ApiCall.GET_TALKINGVIDEO, self.kube.get_talkingvideo(*key))
+        if not mirror.still_there(meta.get("uid"), fresh):
+            log.info("not creating a Job for %s/%s: deleted or being deleted", *key)
+            return None
         spec = api.parse_spec(state.tv.get("spec"))
         manifest = job_builder.build_job(state.tv, spec, self.settings)
         owner = {"apiVersion": f"{api.GROUP}/{api.VERSION}", "kind": api.KIND, "metadata": meta}
@@ -318,10 +370,11 @@ class Reconciler:
                 created: dict[str, Any] = await self.kube.create_job(key[0], manifest)
         except ApiError as exc:
             if exc.status != 409:
-                metrics.API_ERRORS.labels(operation="create_job").inc()
+                metrics.API_ERRORS.labels(operation=ApiCall.CREATE_JOB).inc()
+                exc.call = ApiCall.CREATE_JOB
                 raise
             # Already there (a restart, or a stale mirror): use it, never make a second one.
-            existing = await self._call("get_job", self.kube.get_job(key[0], manifest["metadata"]["name"]))
+            existing = await self._call(ApiCall.GET_JOB, self.kube.get_job(key[0], manifest["metadata"]["name"]))
             if existing is None:
                 raise
             state.job, state.pods_known = mirror.job(existing), False
@@ -332,12 +385,13 @@ class Reconciler:
         state.job, state.pods_known = mirror.job(created), True
         return state.job
 
-    async def _call(self, operation: str, coro: Awaitable[T]) -> T:
+    async def _call(self, call: ApiCall, coro: Awaitable[T]) -> T:
         async with self._api_slots:
             try:
                 return await coro
-            except ApiError:
-                metrics.API_ERRORS.labels(operation=operation).inc()
+            except ApiError as exc:
+                metrics.API_ERRORS.labels(operation=call).inc()
+                exc.call = exc.call or call
                 raise
 
     async def _write(self, key: Key, state: ObjectState, rec: Reconciliation) -> None:
@@ -348,17 +402,18 @@ class Reconciler:
             patch: dict[str, Any] = {k: None for k in old if k not in new}
             patch.update(new)
             try:
-                await self._call("patch_status", self.kube.patch_status(key[0], key[1], patch))
+                await self._call(ApiCall.PATCH_STATUS, self.kube.patch_status(key[0], key[1], patch))
             except ApiError as exc:
                 if exc.status == 404:  # deleted meanwhile
-                    self.objects.pop(key, None)
-                    self.phases.set(key, None)
+                    self._forget(key)
                     return
                 raise
             state.written = new
             state.tv.pop("status", None)  # the mirror's copy is older
         state.remember(rec.status)
         self.phases.set(key, rec.phase)
+        running = rec.status.condition(ConditionType.RUNNING)
+        self.stalled.set(key, running is not None and running.reason == Reason.JOB_STALLED)
         if rec.events:
             # Posted off the object's lock: a slow events API must not delay the status.
             self._spawn(self._post_events(dict(state.tv), rec.events))
@@ -371,7 +426,9 @@ class Reconciler:
         async with self._event_slots:
             for event in events:
                 try:
-                    await self._call("post_event", self.kube.post_event(tv, event.type, event.reason, event.message))
+                    await self._call(
+                        ApiCall.POST_EVENT, self.kube.post_event(tv, event.type, event.reason, event.message)
+                    )
                 except ApiError as exc:  # an event is not worth failing anything
                     log.warning(
                         "could not post event %s on %s/%s: %s",

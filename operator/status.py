@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multitalk.operator import api, conditions
-from multitalk.operator.conditions import Event, Outcome, Verdict
+from multitalk.operator.conditions import ApiFailure, Event, Outcome, Verdict
 from multitalk.operator.job_builder import request_hash
 from multitalk.operator.observe import (
     JobFacts,
@@ -72,8 +72,10 @@ def compute_status(
     pods: Sequence[Obj],
     now: dt.datetime,
     progress: Reading | None = None,
+    failures: Sequence[ApiFailure] = (),
 ) -> Reconciliation:
-    """The whole status of a TalkingVideo from its objects; see the module docstring."""
+    """The whole status of a TalkingVideo from its objects; see the module docstring.
+    `failures`: calls the reconciler made for an earlier result and the API server refused."""
     old = read_status(tv.get("status"))
     generation = (tv.get("metadata") or {}).get("generation")
     # A finished render whose Job is gone (TTL, or deleted after the end) stays as it was.
@@ -86,12 +88,18 @@ def compute_status(
     except api.InvalidSpecError as exc:
         spec_error = str(exc)  # with a Job: it renders the spec it was built from (below)
     if job is None:
-        return _without_job(old, generation, spec, spec_error, now)
-    return _with_job(tv, old, generation, spec, job_facts(job), [pod_facts(p) for p in pods], now, progress)
+        return _without_job(old, generation, spec, spec_error, now, failures)
+    facts = [pod_facts(p) for p in pods]
+    return _with_job(tv, old, generation, spec, job_facts(job), facts, now, progress, failures)
 
 
 def _without_job(
-    old: TalkingVideoStatus, generation: int | None, spec: api.TalkingVideoSpec | None, error: str, now: dt.datetime
+    old: TalkingVideoStatus,
+    generation: int | None,
+    spec: api.TalkingVideoSpec | None,
+    error: str,
+    now: dt.datetime,
+    failures: Sequence[ApiFailure],
 ) -> Reconciliation:
     stamp = format_time(now)
     if spec is None:
@@ -131,7 +139,7 @@ def _without_job(
     else:
         verdicts.append(conditions.job_pending())
         status, rec_create = TalkingVideoStatus(), True
-    rec = _finish(status, verdicts, old, generation, now)
+    rec = _finish(status, verdicts, old, generation, now, failures=failures)
     rec.create_job = rec_create
     return rec
 
@@ -145,6 +153,7 @@ def _with_job(
     pods: Sequence[PodFacts],
     now: dt.datetime,
     progress: Reading | None,
+    failures: Sequence[ApiFailure],
 ) -> Reconciliation:
     events: list[Event] = []
     changed = spec is None or (job.request_hash is not None and job.request_hash != request_hash(spec))
@@ -157,7 +166,8 @@ def _with_job(
     # Succeeded and its output are written together: while the Job reads succeeded but no
     # attempt's runner shows its exit yet (the pod status lags, or a stale read), wait for it.
     collecting = job.succeeded and result is None and bool(pods) and not any(p.exit_code == 0 for p in pods)
-    running = conditions.running(job, pod, collecting, had_pod=old.pod is not None)
+    stalled = conditions.stalled_for(job, pods, now)
+    running = conditions.running(job, pod, collecting, had_pod=old.pod is not None, stalled_seconds=stalled)
     verdicts = [accepted, conditions.admitted(job), running]
 
     failed_pod = last_failed(pods)
@@ -179,7 +189,7 @@ def _with_job(
     )
     status = _times(status, old, job, now, progress)
     status = _progress(status, old, {v.type: v for v in verdicts}, collecting, progress)
-    rec = _finish(status, verdicts, old, generation, now, events)
+    rec = _finish(status, verdicts, old, generation, now, events, failures)
     rec.delete_job = outcome is not None and outcome.give_up
     # Without a queue, spec.suspend drives the Job's suspend; with Kueue, Kueue owns it.
     if spec is not None and not job.queue and not job.finished and spec.suspend != job.spec_suspend:
@@ -288,9 +298,10 @@ def _finish(
     generation: int | None,
     now: dt.datetime,
     events: list[Event] | None = None,
+    failures: Sequence[ApiFailure] = (),
 ) -> Reconciliation:
     """Conditions (with transition times and events), phase and message onto the status."""
-    own = conditions.with_placeholders({v.type: v for v in verdicts})
+    own = conditions.with_api_failures(conditions.with_placeholders({v.type: v for v in verdicts}), failures)
     phase = conditions.derive_phase(own)
     conds, transitions = conditions.set_conditions(own, phase, old, generation, now)
     status = status.model_copy(

@@ -13,10 +13,10 @@ from cluster import install
 from cluster.controlplane import free_port
 from cluster.s3server import S3Server
 from cluster.session import Cluster
-from cluster.talkingvideos import apply, get_tv, jobs_of, talking_video, wait_phase
+from cluster.talkingvideos import GROUP, PLURAL, VERSION, apply, get_tv, jobs_of, talking_video, wait_phase
 from cluster.testnode import TestNode
 from cluster.waiting import eventually
-from kubernetes import client
+from kubernetes import client, watch
 
 pytestmark = pytest.mark.cluster
 
@@ -89,6 +89,58 @@ def test_job_deleted_by_hand_is_reported(
     assert status["lastFailure"]["reason"] == "JobDeleted"
     time.sleep(3)  # the operator must not quietly make a second Job
     assert jobs_of(cluster, ns) == []
+
+
+def test_object_deleted_right_after_creation_gets_no_job(
+    cluster: Cluster, operator: dict[str, Any], render_namespace: str, gpu_node: TestNode
+) -> None:
+    """Issue 16 item 4: the stale "added" event was reconciled after the delete (4 times in 4)
+    and a Job made; its runner started before the garbage collector removed it."""
+    ns = render_namespace
+    batch, custom = client.BatchV1Api(cluster.api), client.CustomObjectsApi(cluster.api)
+    since = batch.list_namespaced_job(ns).metadata.resource_version
+    # The revision at which each object was deleted, and at which each Job was stored. One
+    # etcd orders both (the loopback control plane has one): a Job stored after its
+    # owner's deletion is the bug; one stored before it was made for a live object.
+    deleted_at: dict[str, int] = {}
+    job_at: dict[str, int] = {}
+    names = [f"gone-{i}" for i in range(17)]
+
+    def record_jobs() -> None:
+        stream = watch.Watch()
+        for event in stream.stream(batch.list_namespaced_job, ns, resource_version=since, timeout_seconds=120):
+            meta = event["object"].metadata
+            if event["type"] == "ADDED":
+                job_at[meta.owner_references[0].name] = int(meta.resource_version)
+            if "kept" in job_at:
+                stream.stop()
+
+    def record_deletions() -> None:
+        stream = watch.Watch()
+        listing = (custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL)
+        for event in stream.stream(*listing, resource_version=since, timeout_seconds=120):
+            meta = event["object"]["metadata"]
+            if event["type"] == "DELETED":
+                deleted_at[meta["name"]] = int(meta["resourceVersion"])
+            if set(names) <= set(deleted_at):
+                stream.stop()
+
+    watchers = [threading.Thread(target=t, daemon=True) for t in (record_jobs, record_deletions)]
+    for watcher in watchers:
+        watcher.start()
+    # Deleted at once, and around the moment the operator's coalesced reconcile (0.5 s after
+    # the first event) runs, where the stale event used to win.
+    for name, delay in zip(names, [0.0, *(0.4 + 0.025 * k for k in range(16))], strict=True):
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, talking_video(name, ns))
+        time.sleep(delay)
+        custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+    time.sleep(3)  # the operator handles the stale events meanwhile
+    apply(cluster, ns, talking_video("kept", ns))  # a live one still gets its Job
+    for watcher in watchers:
+        watcher.join(120)
+    assert "kept" in job_at and set(names) <= set(deleted_at), (job_at, deleted_at)
+    stale = {name: (job_at[name], deleted_at[name]) for name in names if job_at.get(name, 0) > deleted_at[name]}
+    assert stale == {}, f"Jobs created after their TalkingVideo was deleted: {stale}"
 
 
 def test_operator_killed_at_random_moments_renders_each_exactly_once(

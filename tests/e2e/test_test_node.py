@@ -127,3 +127,82 @@ def test_pod_needing_more_gpus_than_the_node_has_stays_pending_as_unschedulable(
     stored = core.read_namespaced_pod("greedy", namespace)
     assert stored.spec.node_name is None and stored.status.phase == "Pending"
     assert "Insufficient nvidia.com/gpu" in stored.status.conditions[0].message
+
+
+def sleeper_job(name: str) -> dict[str, Any]:
+    """A Job with a pod failure policy, like the operator's: its controller counts a deleted
+    pod (and makes the next) only once the pod has a final phase."""
+    container = {"name": "main", "image": "x", "command": ["sleep", "600"]}
+    pod_spec = {"restartPolicy": "Never", "terminationGracePeriodSeconds": 5, "containers": [container]}
+    policy = {
+        "rules": [{"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [3]}}]
+    }
+    return {
+        "metadata": {"name": name},
+        "spec": {"backoffLimit": 2, "podFailurePolicy": policy, "template": {"spec": pod_spec}},
+    }
+
+
+def test_deleted_pod_is_stopped_and_finished_so_its_job_makes_the_next(
+    local_cluster: Cluster, namespace: str, test_node: TestNode
+) -> None:
+    """Issue 16 item 6: a runner pod deleted by hand stayed Running with a deletion timestamp
+    forever, and its Job never replaced it."""
+    core, batch = client.CoreV1Api(local_cluster.api), client.BatchV1Api(local_cluster.api)
+    batch.create_namespaced_job(namespace, sleeper_job("sleeper"))
+
+    def pods() -> list[Any]:
+        return list(core.list_namespaced_pod(namespace, label_selector="job-name=sleeper").items)
+
+    def running() -> Any:
+        found = [p for p in pods() if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+        return found[0] if found else None
+
+    first = eventually(running, 60, "the first pod running")
+    eventually(lambda: test_node.container_running(first.metadata.uid), 30, "its container started")
+    core.delete_namespaced_pod(first.metadata.name, namespace)
+    second = eventually(
+        lambda: (p := running()) is not None and p.metadata.name != first.metadata.name and p, 90, "a replacement pod"
+    )
+    assert second.metadata.uid != first.metadata.uid
+    assert batch.read_namespaced_job_status("sleeper", namespace).status.failed == 1
+    # The container was stopped within its grace period (SIGTERM: 128 + 15), and posted.
+    assert (f"{namespace}/{first.metadata.name}", first.metadata.uid, 143) in test_node.exec_log
+    eventually(lambda: first.metadata.name not in [p.metadata.name for p in pods()], 30, "the first pod removed")
+
+
+def test_no_container_starts_for_a_pod_deleted_before_it_started(
+    local_cluster: Cluster, namespace: str, test_node: TestNode
+) -> None:
+    core = client.CoreV1Api(local_cluster.api)
+    # A finalizer keeps the object while it terminates, as the Job controller's does for its pods.
+    hold = "multitalk.dev/test-hold"
+    pod = {
+        "metadata": {"name": "late", "finalizers": [hold]},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{"name": "main", "image": "x", "command": ["sleep", "600"]}],
+        },
+    }
+
+    def delete_before_the_container_starts(started: dict[str, Any]) -> None:
+        uid = started["metadata"]["uid"]
+        core.delete_namespaced_pod("late", namespace)
+        # Hold the start until the node has begun the deletion (the race, made certain).
+        eventually(lambda: test_node.deletion_begun(uid), 30, "the deletion to begin")
+
+    test_node.on_start = delete_before_the_container_starts
+    try:
+        core.create_namespaced_pod(namespace, pod)
+        failed = eventually(
+            lambda: (p := core.read_namespaced_pod("late", namespace)).status.phase == "Failed" and p,
+            60,
+            "phase Failed",
+        )
+        assert failed.status.container_statuses[0].state.terminated.reason == "ContainerStatusUnknown"
+        assert test_node.started == [], "a container was started for a pod being deleted"
+    finally:
+        test_node.on_start = None
+        core.patch_namespaced_pod("late", namespace, {"metadata": {"finalizers": None}})
+    eventually(lambda: not core.list_namespaced_pod(namespace).items, 30, "the pod removed")

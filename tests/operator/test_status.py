@@ -13,8 +13,8 @@ import yaml
 from crd_schema_check import prunable, validate
 
 from multitalk.operator import crd
-from multitalk.operator.conditions import Verdict, derive_phase
-from multitalk.operator.reasons import CONDITION_TYPES, ConditionStatus, ConditionType
+from multitalk.operator.conditions import ApiFailure, Verdict, derive_phase
+from multitalk.operator.reasons import CONDITION_TYPES, ApiCall, ConditionStatus, ConditionType
 from multitalk.operator.status import compute_status
 from multitalk.operator.times import human_duration, parse_time
 from multitalk.runner.progress import Reading, Stage, Windows, parse_progress, progress_line
@@ -275,3 +275,67 @@ def test_phase_order() -> None:
     assert derive_phase(both) == "Failed"
     queued = {ConditionType.ADMITTED: Verdict(ConditionType.ADMITTED, f, "QueuedInKueue", "z")}
     assert derive_phase(queued) == "Queued"
+
+
+def stalled_at(now: str, **job_status: Any) -> Any:
+    state = load_state("job_stalled")
+    state["job"]["status"].update(job_status)
+    when = parse_time(now)
+    assert when is not None
+    return compute_status(load_tv(), state["job"], state["pods"], when)
+
+
+def test_stalled_job_is_reported_only_past_the_threshold_and_below_backoff_limit() -> None:
+    # The last attempt ended at 10:03:00; STALL_SECONDS is 2 minutes.
+    assert conds(stalled_at("2026-11-25T10:04:30Z").status.wire())["Running"]["reason"] == "Retrying"
+    stalled = stalled_at("2026-11-25T10:05:30Z")
+    running = conds(stalled.status.wire())["Running"]
+    assert running["reason"] == "JobStalled" and "2m0s" in running["message"]
+    assert "1 failed, backoffLimit 2" in running["message"]
+    assert ("Warning", "JobStalled") in [(e.type, e.reason) for e in stalled.events]
+    # Failed past backoffLimit: the Job is failing, not stalled; a live pod is a retry.
+    assert conds(stalled_at("2026-11-25T10:09:00Z", failed=3).status.wire())["Running"]["reason"] != "JobStalled"
+    assert conds(stalled_at("2026-11-25T10:09:00Z", active=1).status.wire())["Running"]["reason"] != "JobStalled"
+
+
+def test_stalled_message_moves_once_a_minute_not_every_resync() -> None:
+    a, b = stalled_at("2026-11-25T10:08:01Z"), stalled_at("2026-11-25T10:08:59Z")
+    assert a.status.wire()["message"] == b.status.wire()["message"]
+    assert stalled_at("2026-11-25T10:09:00Z").status.wire()["message"] != a.status.wire()["message"]
+
+
+def test_refused_create_is_a_condition_and_the_status_still_advances() -> None:
+    tv = load_tv()
+    refused = ApiFailure(ApiCall.CREATE_JOB, 403, "Forbidden")
+    rec = compute_status(tv, None, [], dt.datetime(2026, 11, 25, 10, 0, 1, tzinfo=dt.UTC), failures=[refused])
+    status = rec.status.wire()
+    assert status["observedGeneration"] == 1 and status["phase"] == "Pending"
+    admitted = conds(status)["Admitted"]
+    assert admitted["reason"] == "ApiCallFailed"
+    assert "create_job" in admitted["message"] and "403 Forbidden" in admitted["message"]
+    assert "create_job" in status["message"]
+    assert ("Warning", "ApiCallFailed") in [(e.type, e.reason) for e in rec.events]
+
+
+def test_refused_suspend_patch_leaves_the_phase_and_generation_moving() -> None:
+    """Issue 16 item 1: a 403 on the Job patch froze the whole status (observedGeneration, phase)."""
+    state = load_state("running")
+    tv = load_tv()
+    tv["spec"]["scheduling"] = {}  # no Kueue queue: the operator patches spec.suspend itself
+    job = copy.deepcopy(state["job"])
+    del job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"]
+    now = parse_time(state["now"])
+    assert now is not None
+    tv["status"] = compute_status(tv, job, state["pods"], now).status.wire()
+    tv["spec"]["suspend"] = True
+    tv["metadata"]["generation"] = 2
+    asked = compute_status(tv, job, state["pods"], now)
+    assert asked.job_suspend is True
+    refused = ApiFailure(ApiCall.PATCH_JOB, 403, "Forbidden")
+    rec = compute_status(tv, job, state["pods"], now, failures=[refused])
+    status = rec.status.wire()
+    assert status["observedGeneration"] == 2 and status["phase"] == "Running"
+    admitted = conds(status)["Admitted"]
+    assert admitted["reason"] == "ApiCallFailed" and "patch_job" in admitted["message"]
+    assert "HTTP 403" in admitted["message"]
+    assert validate({**tv, "status": status}, CRD) == []

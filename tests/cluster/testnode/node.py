@@ -95,6 +95,8 @@ class TestNode(Scheduling, Processes):
         with self._lock:
             running = list(self._running.values())
         for pod in running:
+            with pod.lock:  # a start in flight either finishes first (and is killed) or sees _stop
+                pass
             if pod.process and pod.process.poll() is None:
                 pod.killed = True
                 if pod.container:
@@ -287,13 +289,22 @@ class TestNode(Scheduling, Processes):
         self._pool.submit(run)
 
     def _finish_deletion(self, pod: dict[str, Any]) -> None:
-        """What a kubelet does for a pod being deleted: stop its container, then remove the object."""
+        """What a kubelet does for a pod being deleted: stop its container within the grace
+        period, post its final state (the Job controller waits for a final phase before it
+        counts the attempt and makes the next pod), then remove the object."""
         meta = pod["metadata"]
+        grace = int(pod["spec"].get("terminationGracePeriodSeconds", 30) or 0)
         with self._lock:
             running = self._running.get(meta["uid"])
         if running is not None:
-            running.deleting = True
-            self._terminate(running, int(pod["spec"].get("terminationGracePeriodSeconds", 30) or 0))
+            with running.lock:  # from here on no container starts for it (process._spawn)
+                running.deleting = True
+            self._terminate(running, grace)
+            # The pod's own thread posts the terminated state once the container is gone.
+            if not running.final_posted.wait(timeout=min(grace, 30) + 35):
+                log.warning("no final state posted for deleted pod %s", meta["name"])
+        elif pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+            self._post_never_started(pod)
         with self._lock:
             self._running.pop(meta["uid"], None)
         with contextlib.suppress(ApiException):

@@ -44,8 +44,14 @@ class RunningPod:
     container: str | None = None  # the podman container's name when it runs from an image
     started_at: str = field(default_factory=now)
     killed: bool = False
-    deleting: bool = False
+    deleting: bool = False  # set under `lock`: no container starts once it is
     runs: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    final_posted: threading.Event = field(default_factory=threading.Event)  # the terminated state is out
+
+
+class PodDeleting(Exception):
+    """The pod's deletion began before its container started: a kubelet never starts it."""
 
 
 class Processes(PodEnvironment):
@@ -58,12 +64,25 @@ class Processes(PodEnvironment):
     started: list[tuple[str, str | None]]
     on_start: Callable[[dict[str, Any]], None] | None
     _running: dict[str, RunningPod]
+    _pods: dict[str, dict[str, Any]]
     _lock: threading.Lock
     _stop: threading.Event
 
     def pod_log(self, namespace: str, name: str) -> str:
         path = self.workdir / f"{namespace}_{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def container_running(self, uid: str) -> bool:
+        """Has the pod's container process started, and not ended?"""
+        with self._lock:
+            running = self._running.get(uid)
+        return running is not None and running.process is not None and running.process.poll() is None
+
+    def deletion_begun(self, uid: str) -> bool:
+        """Has the node begun stopping this pod (no container starts for it from here on)?"""
+        with self._lock:
+            running = self._running.get(uid)
+        return running is not None and running.deleting
 
     def kill(self, namespace: str, name: str, sig: int = signal.SIGKILL) -> bool:
         """Kill a pod's container process (a crash; the restart policy decides what follows)."""
@@ -147,11 +166,27 @@ class Processes(PodEnvironment):
                 raise reason
             self._stop.wait(0.5)
 
+    def _spawn(
+        self, running: RunningPod, start: Callable[[], subprocess.Popen[bytes]], image: str | None
+    ) -> subprocess.Popen[bytes]:
+        """Start the container unless the pod is being deleted (checked under the pod's lock,
+        which the deletion takes to set `deleting`: either the deletion sees the process and
+        stops it, or no process starts)."""
+        with running.lock:
+            if running.deleting or self._stop.is_set():  # a node stopping starts nothing either
+                raise PodDeleting(running.name)
+            running.process = start()
+        self.started.append((f"{running.namespace}/{running.name}", image))
+        return running.process
+
     def _start_pod(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         container = pod["spec"]["containers"][0]
         running = RunningPod(meta["uid"], meta["namespace"], meta["name"])
         with self._lock:
+            latest = self._pods.get(meta["uid"], pod)
+            if latest["metadata"].get("deletionTimestamp"):
+                return  # deleted since this start was dispatched: the deletion finishes it
             self._running[meta["uid"]] = running
         if self.on_start is not None:
             self.on_start(pod)
@@ -205,6 +240,12 @@ class Processes(PodEnvironment):
         while True:
             try:
                 code, message = self._run(pod, running)
+            except PodDeleting:
+                self._post_never_started(pod)
+                running.final_posted.set()
+                with self._lock:
+                    self._running.pop(meta["uid"], None)
+                return
             except Exception as error:  # could not start the process: what a kubelet reports as a failed start
                 code, message = 128, f"test node could not start the container: {error}"
             if self._stop.is_set() or running.deleting or policy == "Never" or (policy == "OnFailure" and code == 0):
@@ -233,9 +274,35 @@ class Processes(PodEnvironment):
                     ]
                 },
             )
-        if running.deleting:
-            return  # the deletion posts nothing more: the object goes away
+        # Also for a pod being deleted: its Job counts the attempt only once its pod has a
+        # final phase (the pod failure policy waits for one); the deletion waits for this post.
         self._post_terminated(pod, running, code, message, extra=base)
+
+    def _post_never_started(self, pod: dict[str, Any]) -> None:
+        """A pod deleted before its container ran: Failed, as a kubelet reports it."""
+        container = pod["spec"]["containers"][0]
+        unknown = {
+            "exitCode": 137,
+            "reason": "ContainerStatusUnknown",
+            "message": "The container could not be located when the pod was terminated",
+        }
+        self._patch_status(
+            pod,
+            {
+                "phase": "Failed",
+                "containerStatuses": [
+                    {
+                        "name": container["name"],
+                        "image": container.get("image", ""),
+                        "imageID": "",
+                        "ready": False,
+                        "started": False,
+                        "restartCount": 0,
+                        "state": {"terminated": unknown},
+                    }
+                ],
+            },
+        )
 
     def _post_terminated(
         self, pod: dict[str, Any], running: RunningPod, code: int, message: str, extra: dict[str, Any]
@@ -245,9 +312,10 @@ class Processes(PodEnvironment):
         finished = now()
         self.exec_log.append((f"{meta['namespace']}/{meta['name']}", meta["uid"], code))
         done = {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": finished}
+        oom = code == 137 and running.killed and not running.deleting
         terminated: dict[str, Any] = {
             "exitCode": code,
-            "reason": "Completed" if code == 0 else ("OOMKilled" if code == 137 and running.killed else "Error"),
+            "reason": "Completed" if code == 0 else ("OOMKilled" if oom else "Error"),
             "startedAt": running.started_at,
             "finishedAt": finished,
             "containerID": f"local://{meta['uid']}",
@@ -279,6 +347,7 @@ class Processes(PodEnvironment):
                 ],
             },
         )
+        running.final_posted.set()
         with self._lock:
             self._running.pop(meta["uid"], None)
 
@@ -288,7 +357,6 @@ class Processes(PodEnvironment):
         running.runs += 1
         image = container.get("image", "")
         uses_image = self._uses_image(image)
-        self.started.append((f"{meta['namespace']}/{meta['name']}", image if uses_image else None))
         if uses_image:
             return self._run_image(pod, running, image)
         root = self.workdir / meta["uid"]
@@ -312,10 +380,18 @@ class Processes(PodEnvironment):
             return 127, f"test node: executable {argv[0]!r} not found"
         cwd = remap(container["workingDir"], mounts) if container.get("workingDir") else str(root / "home")
         with (self.workdir / f"{meta['namespace']}_{meta['name']}.log").open("ab") as out:
-            process = subprocess.Popen(
-                [executable, *argv[1:]], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            self._spawn(
+                running,
+                lambda: subprocess.Popen(
+                    [executable, *argv[1:]],
+                    env=env,
+                    cwd=cwd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                ),
+                None,
             )
-        running.process = process
         return self._wait(pod, running, result_file)
 
     def _run_image(self, pod: dict[str, Any], running: RunningPod, image: str) -> tuple[int, str]:
@@ -358,12 +434,16 @@ class Processes(PodEnvironment):
             env_values=inline,
         )
         with (self.workdir / f"{meta['namespace']}_{meta['name']}.log").open("ab") as out:
-            running.process = subprocess.Popen(
-                [*images.podman_command(), "run", *images.limit_options(), *args],
-                env={**os.environ, **named},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            self._spawn(
+                running,
+                lambda: subprocess.Popen(
+                    [*images.podman_command(), "run", *images.limit_options(), *args],
+                    env={**os.environ, **named},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                ),
+                image,
             )
         return self._wait(pod, running, result_file)
 
