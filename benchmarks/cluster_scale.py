@@ -59,6 +59,17 @@ def operator_venv() -> Path:
     return venv
 
 
+def operator_pid(node: TestNode, timeout: float = 60) -> int:
+    """The operator's process on the system node (its pod can read Running a moment before)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [r.process.pid for r in node._running.values() if r.process is not None]
+        if pids:
+            return pids[0]
+        time.sleep(0.1)
+    raise RuntimeError("the operator pod runs, but no operator process started on the test node")
+
+
 def proc_usage(pid: int) -> tuple[float, int]:
     """(CPU seconds, peak RSS bytes) of a live process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -115,7 +126,7 @@ def main() -> int:
         operator = install.wait_operator_running(cluster, system)
         client.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}})
         time.sleep(3)  # let the operator finish its start-up lists before the burst
-        pid = next(r.process.pid for r in system._running.values() if r.process is not None)
+        pid = operator_pid(system)
         cpu_before, _ = proc_usage(pid)
         custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
 
