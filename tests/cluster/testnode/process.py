@@ -379,19 +379,7 @@ class Processes(PodEnvironment):
         if executable is None:
             return 127, f"test node: executable {argv[0]!r} not found"
         cwd = remap(container["workingDir"], mounts) if container.get("workingDir") else str(root / "home")
-        with (self.workdir / f"{meta['namespace']}_{meta['name']}.log").open("ab") as out:
-            self._spawn(
-                running,
-                lambda: subprocess.Popen(
-                    [executable, *argv[1:]],
-                    env=env,
-                    cwd=cwd,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                ),
-                None,
-            )
+        self._launch(running, meta, [executable, *argv[1:]], env, None, cwd)
         return self._wait(pod, running, result_file)
 
     def _run_image(self, pod: dict[str, Any], running: RunningPod, image: str) -> tuple[int, str]:
@@ -433,19 +421,28 @@ class Processes(PodEnvironment):
             env_names=sorted(named),
             env_values=inline,
         )
+        podman = [*images.podman_command(), "run", *images.limit_options(), *args]
+        self._launch(running, meta, podman, {**os.environ, **named}, image)
+        return self._wait(pod, running, result_file)
+
+    def _launch(
+        self,
+        running: RunningPod,
+        meta: dict[str, Any],
+        argv: list[str],
+        env: dict[str, str],
+        image: str | None,
+        cwd: str | None = None,
+    ) -> None:
+        """Start the container's process in its own session, its output appended to the pod's log."""
         with (self.workdir / f"{meta['namespace']}_{meta['name']}.log").open("ab") as out:
             self._spawn(
                 running,
                 lambda: subprocess.Popen(
-                    [*images.podman_command(), "run", *images.limit_options(), *args],
-                    env={**os.environ, **named},
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
+                    argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
                 ),
                 image,
             )
-        return self._wait(pod, running, result_file)
 
     def _wait(self, pod: dict[str, Any], running: RunningPod, result_file: Path) -> tuple[int, str]:
         """The exit code and termination message once the container ends."""
