@@ -45,6 +45,8 @@ CATEGORIES = ["multitalk"]
 # In a pod a local path means nothing: inputs come from S3, HTTPS or inline data: URIs,
 # the video goes to S3.
 CLUSTER_INPUT_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+|https://[^\s/]+/.*|data:[^,]*,.*)$"
+# Videos are too large to inline: S3 or HTTPS only.
+CLUSTER_REMOTE_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+|https://[^\s/]+/.*)$"
 CLUSTER_OUTPUT_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+\.mp4$"
 _CLUSTER_INPUT = re.compile(CLUSTER_INPUT_PATTERN, re.DOTALL)
 _CLUSTER_OUTPUT = re.compile(CLUSTER_OUTPUT_PATTERN)
@@ -253,6 +255,16 @@ class TalkingVideoSpec(RenderRequest):
         json_schema_extra={"pattern": CLUSTER_INPUT_PATTERN},
         description="Reference portrait (jpeg/png/webp): s3://bucket/key, https://... or a data: URI (<= 48 KiB).",
     )
+    source_video: str | None = Field(
+        default=None,
+        max_length=1024,
+        json_schema_extra={"pattern": CLUSTER_REMOTE_PATTERN},
+        description=(
+            "Video to dub instead of a portrait (mp4, mov, mkv, webm): s3://bucket/key or https://... "
+            "The output keeps its frames outside the face and takes its length from the speech; past the "
+            "source's end its last frame is held."
+        ),
+    )
     speakers: Sequence[ClusterSpeaker] = Field(
         min_length=1, max_length=2, description="One or two voices; speaker i drives person i in the image."
     )
@@ -292,6 +304,13 @@ class TalkingVideoSpec(RenderRequest):
     @classmethod
     def _cluster_image(cls, v: str | None) -> str | None:
         return None if v is None else _input_uri(v, "image")
+
+    @field_validator("source_video")
+    @classmethod
+    def _cluster_source_video(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(CLUSTER_REMOTE_PATTERN, v):
+            raise ValueError(f"sourceVideo must be s3://bucket/key or https://... in a cluster, got {v[:60]!r}")
+        return v
 
     @model_validator(mode="after")
     def _inline_inputs_fit(self) -> TalkingVideoSpec:

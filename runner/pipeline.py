@@ -26,6 +26,7 @@ from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Engine, Image, Ren
 from multitalk.runner.engines.registry import ENGINES, create_engine
 from multitalk.runner.errors import EngineUnavailable, InvalidInput
 from multitalk.runner.faults import FaultPoint, crash_point
+from multitalk.runner.video_source import SourceVideo
 from multitalk.runner.image import check_bbox, fitted_box, load_portrait, upright_size
 from multitalk.runner.outputs import Publisher, poster_frame, sha256_file
 from multitalk.runner.progress import Windows
@@ -36,6 +37,7 @@ from multitalk.runner.storage import read_input
 
 MAX_AUDIO_BYTES = 200 * 1024 * 1024  # 10 min of 48 kHz stereo 16-bit PCM fits
 MAX_IMAGE_BYTES = 40 * 1024 * 1024
+MAX_VIDEO_BYTES = 2 * 1024 * 1024 * 1024  # 10 min of 1080p at 25 Mb/s fits
 
 ProgressFn = Callable[[str, float], None]
 WindowsFn = Callable[[Windows], None]
@@ -107,6 +109,7 @@ class Pipeline:
     engine_report: EngineReport | None = None
     audio_report: AudioReport | None = None
     first_frame_at: float | None = None  # perf_counter of the first generated frame (benchmarks)
+    source_video: SourceVideo | None = None  # sourceVideo, decoded on demand (a dub)
 
     def _stand_in(self, engine: Engine, refusal: InvalidInput) -> Engine:
         """An engine refused these inputs (lite: no usable face). With `auto` or allowFallback the
@@ -137,6 +140,8 @@ class Pipeline:
             return self._run(engine)
         finally:
             engine.close()
+            if self.source_video is not None:
+                self.source_video.close()
 
     def _run(self, engine: Engine) -> RunResult:
         req = self.request
@@ -150,6 +155,9 @@ class Pipeline:
             for i, s in enumerate(req.speakers)
         ]
         image_bytes = read_input(req.image, "image", MAX_IMAGE_BYTES, req.storage) if req.image else None
+        video_bytes = (
+            read_input(req.source_video, "sourceVideo", MAX_VIDEO_BYTES, req.storage) if req.source_video else None
+        )
         self.progress("download", 1.0)
         self._time("download_seconds", t)
 
@@ -157,10 +165,18 @@ class Pipeline:
         timeline = self._decode_audio(audio_bytes)
         del audio_bytes
         v = req.video
-        if image_bytes is not None and any(s.bbox for s in req.speakers):
+        if video_bytes is not None:
+            self.source_video = SourceVideo(video_bytes, v.width, v.height, v.fps)
+        source_video = self.source_video
+        del video_bytes
+        if (image_bytes is not None or source_video is not None) and any(s.bbox for s in req.speakers):
             # Boxes are checked against the picture's header before its pixels are decoded;
             # engines see the fitted frame, so the boxes (image pixels) are mapped onto it.
-            source = upright_size(image_bytes, "image")
+            if source_video is not None:
+                source = source_video.info.upright_size
+            else:
+                assert image_bytes is not None
+                source = upright_size(image_bytes, "image")
             for i, s in enumerate(req.speakers):
                 if s.bbox is not None:
                     check_bbox(s.bbox, source, f"speakers[{i}].bbox")
@@ -171,6 +187,8 @@ class Pipeline:
             req = req.model_copy(update={"speakers": speakers})
         image = load_portrait(image_bytes, "image", v.width, v.height) if image_bytes is not None else None
         del image_bytes
+        if source_video is not None:
+            image = source_video.frame(0)  # engines that animate one picture start from the first frame
         frames = round(timeline.duration_seconds * v.fps)
         if frames < 1:
             raise InvalidInput(f"the video would have no frames at {v.fps} fps", "video.durationSeconds")
@@ -185,6 +203,7 @@ class Pipeline:
             frames=frames,
             duration_seconds=timeline.duration_seconds,
             model_dir=self.model_dir,
+            source=source_video,
         )
         decode_seconds = time.perf_counter() - t
         self.audio_report = AudioReport(

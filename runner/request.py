@@ -315,9 +315,23 @@ class RenderRequest(ApiModel):
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="size(self.speakers) < 2 || has(self.image) || self.engine == 'placeholder'",
-            holds=lambda r: len(r.speakers) < 2 or r.image is not None or r.engine == "placeholder",
-            message="two speakers need an image with two people (image is missing)",
+            cel="!has(self.image) || !has(self.sourceVideo)",
+            holds=lambda r: r.image is None or r.source_video is None,
+            message=(
+                "give either image (animate a portrait) or sourceVideo (dub a video), not both: "
+                "a dub takes every frame from its source video"
+            ),
+            field_path=".sourceVideo",
+        ),
+        Rule(
+            cel=(
+                "size(self.speakers) < 2 || has(self.image) || has(self.sourceVideo)"
+                " || self.engine == 'placeholder'"
+            ),
+            holds=lambda r: (
+                len(r.speakers) < 2 or r.image is not None or r.source_video is not None or r.engine == "placeholder"
+            ),
+            message="two speakers need an image (or sourceVideo) with two people (image is missing)",
             field_path=".image",
         ),
         # A box outside the image is refused when the runner has the image (runner/image.py).
@@ -345,6 +359,14 @@ class RenderRequest(ApiModel):
     image: str | None = Field(
         default=None, description="Reference portrait (jpeg/png/webp): s3://, https://, file://, data: or a path."
     )
+    source_video: str | None = Field(
+        default=None,
+        description=(
+            "Video to dub instead of a portrait (mp4, mov, mkv, webm): s3://, https://, file://, data: or a path. "
+            "The output keeps its frames and motion outside the face and takes its length from the speech; "
+            "past the source's end its last frame is held. Boxes are in its (upright) pixels."
+        ),
+    )
     speakers: Sequence[Speaker] = Field(
         min_length=1, max_length=2, description="One or two voices; speaker i drives person i."
     )
@@ -366,6 +388,11 @@ class RenderRequest(ApiModel):
     @classmethod
     def _image_uri(cls, v: str | None) -> str | None:
         return None if v is None else _check_uri(v, INPUT_SCHEMES, "image")
+
+    @field_validator("source_video")
+    @classmethod
+    def _source_video_uri(cls, v: str | None) -> str | None:
+        return None if v is None else _check_uri(v, INPUT_SCHEMES, "sourceVideo")
 
 
 def canonical_json(request: RenderRequest) -> str:

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -40,12 +41,20 @@ class Availability:
     misconfigured: bool = False
 
 
+class SourceFrames(Protocol):
+    """A source video on the output's frame grid (runner/video_source.py), for dubbing."""
+
+    def frame(self, index: int) -> Image:
+        """Output frame index of the source, fitted to width x height; its last frame past its end."""
+        ...
+
+
 @dataclass(frozen=True)
 class RenderInputs:
     """Prepared inputs, identical for every engine."""
 
     request: RenderRequest
-    image: Image | None  # H x W x 3 uint8, already fitted to video width x height
+    image: Image | None  # H x W x 3 uint8, already fitted to video width x height (a dub: its first frame)
     speech: tuple[Audio, ...]  # per speaker, mono float32 at 16 kHz, placed on the video timeline
     mix: Audio  # all speakers mixed (audioMode applied), mono float32 at 16 kHz
     width: int
@@ -54,6 +63,7 @@ class RenderInputs:
     frames: int  # round(duration * fps)
     duration_seconds: float
     model_dir: Path  # model cache root (may not exist)
+    source: SourceFrames | None = None  # sourceVideo, when the request dubs a video
 
 
 @dataclass(frozen=True)
