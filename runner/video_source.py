@@ -69,7 +69,7 @@ def _rotation(stream: av.video.stream.VideoStream, frame: av.VideoFrame | None =
                 degrees = -float(tag)  # the old tag is clockwise
             except ValueError:
                 degrees = 0.0
-    return int(round(degrees / 90.0)) % 4 * 90
+    return _quarter_turns(degrees)
 
 
 def _open(data: bytes) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -120,9 +120,14 @@ def probe(data: bytes) -> SourceInfo:
         return SourceInfo(width, height, _rotation(stream, first), seconds, str(ctx.name))
 
 
+def _quarter_turns(degrees: float) -> int:
+    """Degrees counter-clockwise, snapped to 0, 90, 180 or 270."""
+    return round(degrees / 90.0) % 4 * 90
+
+
 def _upright(frame: av.VideoFrame) -> PILImage.Image:
-    image = frame.to_image()  # RGB
-    rotation = int(round(float(frame.rotation or 0) / 90.0)) % 4 * 90
+    image: PILImage.Image = PILImage.fromarray(frame.to_ndarray(format="rgb24"))
+    rotation = _quarter_turns(float(frame.rotation or 0))
     # PIL rotates counter-clockwise for positive angles, as the display matrix does.
     return image.rotate(rotation, expand=True) if rotation else image
 
@@ -169,7 +174,7 @@ class SourceVideo:
         return item
 
     def frame(self, index: int) -> Image:
-        """Output frame `index` (0-based): H x W x 3 uint8 RGB."""
+        """Output frame `index` (0-based): the source frame on screen at its middle, (index + 0.5) / fps."""
         if index < 0:
             raise IndexError(index)
         if self._frames is None or index < self._index:

@@ -4,6 +4,9 @@ prepare(): landmarks on the reference image, one face per speaker, warp fields p
 and per speaker a motion track (mouth shapes from phones + energy, blinks, head motion).
 frames(): per frame, each face's crop is warped from the reference with that frame's
 motion; everything else is the reference image untouched.
+
+A dub (sourceVideo, dubbing.py) tracks the faces on every source frame instead and
+re-shapes only the mouth of each frame; blinks and head motion are the source's.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from multitalk.runner.engines.base import (
     ProgressFn,
     RenderInputs,
 )
+from multitalk.runner.engines.lite.dubbing import FaceTracks, frame_faces, source_frame, track_faces
 from multitalk.runner.engines.lite.features import frame_features
 from multitalk.runner.engines.lite.landmarks import FaceFinder, check_face, explain_no_face
 from multitalk.runner.engines.lite.motion import blink_track, head_track
 from multitalk.runner.engines.lite.phonemes import PhoneRecognizer
 from multitalk.runner.engines.lite.speakers import assign_faces, crop_limits
 from multitalk.runner.engines.lite.timeline import letter_targets, mouth_track, phone_contact, phone_targets
-from multitalk.runner.engines.lite.warp import CHANNELS, FaceWarp
+from multitalk.runner.engines.lite.warp import BLINK, CHANNELS, ROLL, FaceWarp
 from multitalk.runner.engines.lite.wav2vec import LetterModel, find_model
 from multitalk.runner.errors import InvalidInput
 from multitalk.runner.request import RenderRequest
@@ -65,6 +69,7 @@ class LiteEngine(Engine):
         self._letters: LetterModel | None = None
         self._warps: list[FaceWarp] = []
         self._tracks: list[npt.NDArray[np.float32]] = []
+        self._faces: FaceTracks | None = None  # a dub: landmarks of every source frame
         self.methods: list[str] = []  # per speaker: aligned | decoded | letters | silent (for tests, logs)
         self.notes: list[str] = []
 
@@ -88,7 +93,7 @@ class LiteEngine(Engine):
         return Availability(True, "", details)
 
     def validate(self, request: RenderRequest) -> None:
-        if request.image is None:
+        if request.image is None and request.source_video is None:
             raise InvalidInput(
                 "the lite engine animates a portrait: give an image with the speaker's face "
                 "(two faces for two speakers)",
@@ -115,10 +120,23 @@ class LiteEngine(Engine):
         image = inputs.image
         if image is None:
             raise InvalidInput("the lite engine needs a portrait image", field="image")
+        speakers = inputs.request.speakers
+        self._faces = None
+        if inputs.source is not None:
+            bboxes = [s.bbox for s in speakers][: len(inputs.speech)]
+            self._faces = track_faces(
+                inputs.source, inputs.frames, inputs.fps, self._finder, bboxes, lambda f: progress(0.3 * f)
+            )
+            self.notes = [
+                f"speaker {i + 1}: no face on {lost} of {inputs.frames} frames: they keep the source's mouth"
+                for i, lost in enumerate(self._faces.lost)
+                if lost
+            ]
+            self._warps = []
+            return self._prepare_tracks(inputs, progress, keep_notes=True)
         faces, unconfirmed = self._finder.find(image)
         if not faces:
             raise explain_no_face(image, unconfirmed)
-        speakers = inputs.request.speakers
         bboxes = [s.bbox for s in speakers][: len(inputs.speech)]
         if len(bboxes) == 1 and bboxes[0] is None:
             check_face(image, faces[0])  # one speaker: the largest face, judged on its own
@@ -129,9 +147,16 @@ class LiteEngine(Engine):
         limits = crop_limits(chosen, inputs.width)
         self._warps = [FaceWarp(image, face, lim) for face, lim in zip(chosen, limits, strict=True)]
         progress(0.3)
+        return self._prepare_tracks(inputs, progress)
 
+    def _prepare_tracks(self, inputs: RenderInputs, progress: ProgressFn, keep_notes: bool = False) -> EngineInfo:
+        """Per speaker, the motion track of every frame (mouth from the speech, blinks, head)."""
+        assert self._phones is not None
+        speakers = inputs.request.speakers
         lite, seed = inputs.request.lite, inputs.request.sampling.seed
-        self._tracks, self.methods, self.notes = [], [], []
+        self._tracks, self.methods = [], []
+        if not keep_notes:
+            self.notes = []
         for i, speech in enumerate(inputs.speech):
             transcript = speakers[i].transcript if i < len(speakers) else None
             features = frame_features(speech, ENGINE_SAMPLE_RATE, inputs.fps, inputs.frames)
@@ -179,6 +204,9 @@ class LiteEngine(Engine):
         return list(self._tracks)
 
     def frames(self, inputs: RenderInputs, progress: ProgressFn, start: int = 0, state: bytes = b"") -> Iterator[Image]:
+        if inputs.source is not None:
+            yield from self._dub_frames(inputs, progress, start)
+            return
         image = inputs.image
         if image is None or not self._warps:
             raise RuntimeError("prepare() must run before frames()")
@@ -188,6 +216,24 @@ class LiteEngine(Engine):
             frame = image.copy()
             for warp, track in zip(self._warps, self._tracks, strict=True):
                 warp.render(frame, track[index], expression)
+            yield frame
+            if index % every == 0:
+                progress(index / max(inputs.frames, 1))
+        progress(1.0)
+
+    def _dub_frames(self, inputs: RenderInputs, progress: ProgressFn, start: int) -> Iterator[Image]:
+        """Each source frame with each known face's mouth re-shaped: warps built from that frame."""
+        if inputs.source is None or self._faces is None:
+            raise RuntimeError("prepare() must run before frames()")
+        expression = inputs.request.lite.expression
+        every = max(1, inputs.frames // 100)
+        for index in range(start, inputs.frames):
+            frame = source_frame(inputs.source, index)
+            for speaker, face, limits in frame_faces(self._faces, index, inputs.width):
+                motion = self._tracks[speaker][index].copy()
+                motion[BLINK] = 0.0  # the source's eyes and head, as filmed
+                motion[ROLL:] = 0.0
+                FaceWarp(frame, face, limits).render(frame, motion, expression, dub=True)
             yield frame
             if index % every == 0:
                 progress(index / max(inputs.frames, 1))
