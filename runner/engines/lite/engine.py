@@ -28,7 +28,14 @@ from multitalk.runner.engines.base import (
     ProgressFn,
     RenderInputs,
 )
-from multitalk.runner.engines.lite.dubbing import FaceTracks, frame_faces, source_frame, track_faces
+from multitalk.runner.engines.lite.dubbing import (
+    FaceTracks,
+    RestingMouth,
+    frame_faces,
+    resting_mouths,
+    source_frame,
+    track_faces,
+)
 from multitalk.runner.engines.lite.features import frame_features
 from multitalk.runner.engines.lite.landmarks import FaceFinder, check_face, explain_no_face
 from multitalk.runner.engines.lite.motion import blink_track, head_track
@@ -70,6 +77,7 @@ class LiteEngine(Engine):
         self._warps: list[FaceWarp] = []
         self._tracks: list[npt.NDArray[np.float32]] = []
         self._faces: FaceTracks | None = None  # a dub: landmarks of every source frame
+        self._resting: list[RestingMouth] = []  # a dub: each speaker's resting frame, animated
         self.methods: list[str] = []  # per speaker: aligned | decoded | letters | silent (for tests, logs)
         self.notes: list[str] = []
 
@@ -133,6 +141,7 @@ class LiteEngine(Engine):
                 if lost
             ]
             self._warps = []
+            self._resting = resting_mouths(inputs.source, self._faces, inputs.width)
             return self._prepare_tracks(inputs, progress, keep_notes=True)
         faces, unconfirmed = self._finder.find(image)
         if not faces:
@@ -229,11 +238,11 @@ class LiteEngine(Engine):
         every = max(1, inputs.frames // 100)
         for index in range(start, inputs.frames):
             frame = source_frame(inputs.source, index)
-            for speaker, face, limits in frame_faces(self._faces, index, inputs.width):
+            for speaker, face in frame_faces(self._faces, index):
                 motion = self._tracks[speaker][index].copy()
                 motion[BLINK] = 0.0  # the source's eyes and head, as filmed
                 motion[ROLL:] = 0.0
-                FaceWarp(frame, face, limits).render(frame, motion, expression, dub=True)
+                self._resting[speaker].render(frame, face, motion, expression)
             yield frame
             if index % every == 0:
                 progress(index / max(inputs.frames, 1))

@@ -248,18 +248,15 @@ class FaceWarp:
         )
         return np.where(inside[None, :], upper + lower, 0.0).astype(np.float32)
 
-    def jaw_and_close(
-        self, open_amount: float, closed: float, expression: float, dub: bool = False
-    ) -> tuple[float, float]:
+    def jaw_and_close(self, open_amount: float, closed: float, expression: float) -> tuple[float, float]:
         """Opening beyond the reference pose (0..1) and lip pressing (0..1) -> (jaw drop in px, closure
-        0..1 of the gap the reference photo shows). A dubbed frame's gap is the source's own speech:
-        always closed, the new speech's opening starts from shut lips."""
+        0..1 of the gap the reference photo shows)."""
         jaw = open_amount * JAW_DROP * expression * self.face_height / (1 + _UPPER_LIP_LIFT)
-        return jaw, 1.0 if dub else float(np.clip(closed * 1.25 - open_amount, 0.0, 1.0))
+        return jaw, float(np.clip(closed * 1.25 - open_amount, 0.0, 1.0))
 
-    def render(self, frame: Image, motion: FloatArray, expression: float = 1.0, dub: bool = False) -> None:
+    def render(self, frame: Image, motion: FloatArray, expression: float = 1.0) -> None:
         """Draw this face with the given motion vector into frame (in place, only inside region)."""
-        jaw, close = self.jaw_and_close(float(motion[OPEN]), float(motion[CLOSED]), expression, dub)
+        jaw, close = self.jaw_and_close(float(motion[OPEN]), float(motion[CLOSED]), expression)
         roll = float(motion[ROLL])
         shift_x, shift_y = float(motion[SHIFT_X]) * self.face_height, float(motion[SHIFT_Y]) * self.face_height
         # Whole-crop sums with cv2.scaleAdd (one SIMD pass each, no temporaries); the small
