@@ -6,7 +6,10 @@ path as `multitalk-runner render --engine lite`: decode, face analysis, phone ti
 frames, H.264/AAC encoding, poster and manifest. Prints the runner's stage timings, the
 speed relative to real time (with and without the one-off model load) and peak RSS.
 
-    python benchmarks/lite_engine.py [--durations 5 30 120] [--sizes 480x480 1280x720]
+    python benchmarks/lite_engine.py [--durations 5 30 120] [--sizes 480x480 1280x720] [--dub]
+
+--dub adds, after each portrait render, a dub of that render's video to the same speech
+(sourceVideo instead of image: faces tracked on every frame), side by side.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import tempfile
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,16 +47,17 @@ def speech_of_length(seconds: float, path: Path) -> None:
         dst.writeframes(tiled.tobytes())
 
 
-def child(audio: str, width: int, height: int, out: str, inline: bool) -> None:
+def child(audio: str, width: int, height: int, out: str, inline: bool, source: str | None) -> None:
     """One render in this process; prints a JSON line with the timings."""
     start = time.perf_counter()
     from multitalk.runner.pipeline import Pipeline
     from multitalk.runner.request import RenderRequest
 
+    picture = {"sourceVideo": source} if source else {"image": str(PORTRAIT)}
     request = RenderRequest.model_validate(
         {
             "engine": "lite",
-            "image": str(PORTRAIT),
+            **picture,
             "speakers": [{"audio": audio}],
             "video": {"width": width, "height": height, "fps": 25, "maxDurationSeconds": 600},
             "output": {"uri": out, "overwrite": True},
@@ -72,6 +77,23 @@ def child(audio: str, width: int, height: int, out: str, inline: bool) -> None:
     )
 
 
+def _run(audio: Path, width: int, height: int, out: Path, inline: bool, source: Path | None) -> dict[str, Any] | str:
+    """One render in a fresh process: its JSON figures, or why it failed."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", str(audio), str(width), str(height), str(out)]
+        + (["--inline-encoding"] if inline else [])
+        + (["--source-video", str(source)] if source else []),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith('{"wall"')]
+    if proc.returncode != 0 or not lines:
+        return f"(exit {proc.returncode}): {proc.stderr.strip()[-400:]}"
+    figures: dict[str, Any] = json.loads(lines[-1])
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--durations", type=float, nargs="+", default=[5.0, 30.0, 120.0])
@@ -79,11 +101,13 @@ def main() -> None:
     parser.add_argument(
         "--inline-encoding", action="store_true", help="encode on the engine's thread (to compare with the default)"
     )
+    parser.add_argument("--dub", action="store_true", help="also dub each portrait render's video (sourceVideo)")
+    parser.add_argument("--source-video", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=4, metavar=("AUDIO", "WIDTH", "HEIGHT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         audio, width, height, out = args.child
-        child(audio, int(width), int(height), out, args.inline_encoding)
+        child(audio, int(width), int(height), out, args.inline_encoding, args.source_video)
         return
 
     load1, load5, _ = os.getloadavg()
@@ -92,7 +116,7 @@ def main() -> None:
         f"speech = {SPEECH.name} repeated, portrait = {PORTRAIT.name}"
     )
     header = (
-        f"{'size':>9} {'speech':>7} {'load':>6} {'features':>8} {'frames':>7} {'encode':>7} {'render':>7} "
+        f"{'size':>9} {'speech':>7} {'input':>8} {'load':>6} {'features':>8} {'frames':>7} {'encode':>7} {'render':>7} "
         f"{'total':>7} {'x real time':>11} {'x w/o load':>10} {'CPU s':>6} {'peak RSS':>9}"
     )
     print(header)
@@ -105,28 +129,24 @@ def main() -> None:
                 if not audio.exists():
                     speech_of_length(seconds, audio)
                 out = Path(tmp) / f"lite-{size}-{seconds:g}.mp4"
-                proc = subprocess.run(
-                    [sys.executable, __file__, "--child", str(audio), str(width), str(height), str(out)]
-                    + (["--inline-encoding"] if args.inline_encoding else []),
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                lines = [line for line in proc.stdout.splitlines() if line.startswith('{"wall"')]
-                if proc.returncode != 0 or not lines:
-                    print(f"{size:>9} {seconds:>6g}s FAILED (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
-                    continue
-                r = json.loads(lines[-1])
-                t = r["timings"]
-                load = t.get("modelLoadSeconds", 0.0)
-                render = t.get("totalSeconds", 0) - load  # the runner's own time, model load left out
-                total = r["wall"]  # process start to outputs written, imports included
-                print(
-                    f"{size:>9} {seconds:>6g}s {load:>5.2f}s {t.get('featureSeconds', 0):>7.2f}s "
-                    f"{t.get('generateSeconds', 0):>6.2f}s {t.get('encodeSeconds', 0):>6.2f}s {render:>6.2f}s "
-                    f"{total:>6.2f}s {seconds / total:>10.1f}x {seconds / (total - load - r['imports']):>9.1f}x "
-                    f"{r['cpu']:>6.1f} {r['peak_mib']:>7.0f}MiB"
-                )
+                runs = [("portrait", out, None)]
+                if args.dub:
+                    runs.append(("dub", Path(tmp) / f"dub-{size}-{seconds:g}.mp4", out))
+                for kind, target, source in runs:
+                    r = _run(audio, width, height, target, args.inline_encoding, source)
+                    if isinstance(r, str):
+                        print(f"{size:>9} {seconds:>6g}s {kind:>8} FAILED {r}")
+                        continue
+                    t = r["timings"]
+                    load = t.get("modelLoadSeconds", 0.0)
+                    render = t.get("totalSeconds", 0) - load  # the runner's own time, model load left out
+                    total = r["wall"]  # process start to outputs written, imports included
+                    print(
+                        f"{size:>9} {seconds:>6g}s {kind:>8} {load:>5.2f}s {t.get('featureSeconds', 0):>7.2f}s "
+                        f"{t.get('generateSeconds', 0):>6.2f}s {t.get('encodeSeconds', 0):>6.2f}s {render:>6.2f}s "
+                        f"{total:>6.2f}s {seconds / total:>10.1f}x {seconds / (total - load - r['imports']):>9.1f}x "
+                        f"{r['cpu']:>6.1f} {r['peak_mib']:>7.0f}MiB"
+                    )
     print(
         "frames = inside the engine; encode = conversion + x264 + AAC + muxing, on a writer thread that "
         "overlaps the frames; render = the runner's total without model load; total = wall time of the "

@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 # (script, full arguments, quick arguments)
 BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("runner_placeholder.py", [], ["--lengths", "5", "30", "--sizes", "480x480", "1280x720"]),
-    ("lite_engine.py", [], ["--durations", "5", "30", "--sizes", "480x480", "1280x720"]),
+    ("lite_engine.py", ["--dub"], ["--durations", "5", "30", "--sizes", "480x480", "1280x720", "--dub"]),
     ("lite_lipsync.py", [], ["--rates", "160"]),
     ("resume.py", [], ["--durations", "20"]),
     ("operator_scale.py", [], ["--objects", "200", "--samples", "10"]),

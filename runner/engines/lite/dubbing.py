@@ -116,8 +116,13 @@ def track_faces(
     every = max(1, frames // 50)
     for index in range(frames):
         image = source.frame(index)
-        faces, unconfirmed = finder.find(image)
-        if all(face is None for face in last):
+        following = any(face is not None for face in last)
+        # Once faces are followed, the mesh alone finds them (a third of find()'s cost); the
+        # detector's proposals are only needed for small faces it misses.
+        faces = finder.mesh(image) if following else []
+        if len(faces) < speakers:
+            faces, unconfirmed = finder.find(image)
+        if not following:
             try:
                 chosen: list[Face | None] = list(assign_faces(faces, bboxes)) if faces else [None] * speakers
             except InvalidInput as exc:  # not enough faces on this frame: try the next one
