@@ -65,3 +65,39 @@ def test_s3_overwrite_true_replaces(s3: S3Server, media: Media, tmp_path: Path) 
     assert run.code == 0, run.stderr
     body = s3.client().get_object(Bucket=s3.bucket, Key="outputs/replace.mp4")["Body"].read()
     assert body != b"old" and body[4:8] == b"ftyp"
+
+
+def test_s3_dub_of_a_source_video(s3: S3Server, media: Media, tmp_path: Path) -> None:
+    """A lite render of the example, uploaded, dubbed from S3 to S3 with the example's speech."""
+    source = tmp_path / "talk.mp4"
+    made = run_cli(
+        ["render", "--engine", "lite", "--audio", str(media.short), "--image", str(media.portrait),
+         "--width", "320", "--height", "320", "--out", str(source)],
+        tmp_path,
+    )  # fmt: skip
+    assert made.code == 0, made.stderr
+    _upload_inputs(s3, media)
+    s3.client().put_object(Bucket=s3.bucket, Key="inputs/talk.mp4", Body=source.read_bytes())
+    request = _request(s3, "outputs/dub.mp4", engine="lite", video={"width": 320, "height": 320, "fps": 25})
+    request.pop("image")
+    request["sourceVideo"] = f"s3://{s3.bucket}/inputs/talk.mp4"
+    request_file = tmp_path / "dub.json"
+    request_file.write_text(json.dumps(request))
+    run = run_cli(["render", "--request", str(request_file)], tmp_path, env=s3.writer)
+    assert run.code == 0, run.stderr
+    assert run.result is not None and run.result["engine"]["name"] == "lite"
+    assert s3.keys("outputs/dub") == ["outputs/dub.json", "outputs/dub.mp4", "outputs/dub.png"]
+    assert run.result["output"]["frames"] == round(1.2 * 25)
+
+
+def test_s3_source_video_without_a_video_stream_is_exit_3(s3: S3Server, media: Media, tmp_path: Path) -> None:
+    _upload_inputs(s3, media)
+    request = _request(s3, "outputs/nodub.mp4")
+    request.pop("image")
+    request["sourceVideo"] = f"s3://{s3.bucket}/inputs/voice.wav"
+    request_file = tmp_path / "nodub.json"
+    request_file.write_text(json.dumps(request))
+    run = run_cli(["render", "--request", str(request_file)], tmp_path, env=s3.writer)
+    assert run.code == 3, run.stderr
+    assert run.result is not None and run.result["error"]["field"] == "sourceVideo"
+    assert s3.keys("outputs/nodub") == []  # nothing at the output key
