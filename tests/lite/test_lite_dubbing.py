@@ -22,7 +22,7 @@ from video_samples import write_video
 from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, RenderInputs
 from multitalk.runner.engines.lite import LiteEngine
 from multitalk.runner.engines.lite.dubbing import fill_and_smooth
-from multitalk.runner.engines.lite.landmarks import CHIN, NOSE_TIP, FaceFinder
+from multitalk.runner.engines.lite.landmarks import CHIN, NOSE_TIP, FaceFinder, mouth_opening
 from multitalk.runner.errors import InvalidInput
 from multitalk.runner.pipeline import Pipeline
 from multitalk.runner.request import RenderRequest
@@ -173,3 +173,31 @@ def test_landmark_gaps_fill_linearly_and_smoothing_keeps_a_straight_track() -> N
     assert np.isnan(out[12:18]).all()
     inner = [i for i in range(2, 10)]  # whole windows inside the filled run: a straight line is kept
     assert np.allclose(out[inner, 0], np.stack([t[inner], 2 * t[inner]], axis=1), atol=1e-5)
+
+
+def test_two_speakers_each_dub_their_own_face(
+    tmp_path: Path, engine: LiteEngine, finder: FaceFinder, portrait: Image, speech: Speech, other_speech: Speech
+) -> None:
+    """A video of two people (the astronaut and her mirror image), voices taking turns: during each
+    turn only the speaking face's mouth moves; the other keeps its resting mouth."""
+    pair = np.ascontiguousarray(np.concatenate([portrait, portrait[:, ::-1]], axis=1))  # 960 x 480
+    turn = 2 * ENGINE_SAMPLE_RATE
+    first = np.concatenate([speech.audio[:turn], np.zeros(turn, np.float32)])
+    second = np.concatenate([np.zeros(turn, np.float32), other_speech.audio[:turn]])
+    path = write_video(tmp_path / "pair.mp4", (pair for _ in range(10)), FPS)  # a still shot, held
+    source = SourceVideo(path.read_bytes(), pair.shape[1], pair.shape[0], FPS)
+    inputs = make_inputs(pair, [first, second], fps=FPS)
+    inputs = dataclasses.replace(
+        inputs, request=inputs.request.model_copy(update={"image": None, "source_video": str(path)}), source=source
+    )
+    engine.prepare(inputs, lambda f: None)
+    frames = list(engine.frames(inputs, lambda f: None))
+    half = pair.shape[1] // 2
+    openings = np.array(
+        [[mouth_opening(finder.mesh(np.ascontiguousarray(f[:, s]))[0]) for s in (slice(0, half), slice(half, None))]
+         for f in frames]
+    )  # fmt: skip
+    edge = round(turn / ENGINE_SAMPLE_RATE * FPS)
+    left_turn, right_turn = openings[3 : edge - 3], openings[edge + 3 : -3]
+    assert left_turn[:, 0].std() > 4 * left_turn[:, 1].std(), openings
+    assert right_turn[:, 1].std() > 4 * right_turn[:, 0].std(), openings
