@@ -105,3 +105,24 @@ def test_example_renders_to_a_valid_mp4_without_network(runner_image: str, tmp_p
         frames = sum(1 for _ in video.decode(video=0))
         assert frames == report["output"]["frames"] > 0
         assert abs(frames / float(stream.average_rate or 25) - seconds) < 0.5
+
+
+def test_the_image_dubs_a_video_with_lite(runner_image: str, tmp_path: Path) -> None:
+    """Its own render of the example, dubbed to the same speech: sourceVideo through the image's PyAV."""
+    out = writable(tmp_path / "out")
+    volumes = {str(MEDIA): "/in:ro", str(writable(tmp_path / "tmp")): "/tmp", str(out): "/out"}
+    common = ("--audio", "/in/hello.wav", "--engine", "lite", "--width", "320", "--height", "320", "--no-progress")
+    made = images.run(
+        runner_image, "render", *common, "--image", "/in/portrait.jpg", "--out", "/out/talk.mp4",
+        volumes=volumes, timeout=600,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-4000:]
+    result = images.run(
+        runner_image, "render", *common, "--source-video", "/out/talk.mp4", "--out", "/out/dub.mp4",
+        "--result", "/out/dub.json", volumes=volumes, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    report = json.loads((out / "dub.json").read_text())
+    assert report["engine"]["name"] == "lite"
+    with av.open(str(out / "dub.mp4")) as video:
+        assert sum(1 for _ in video.decode(video=0)) == report["output"]["frames"] > 0
