@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 WORK = REPO / "build" / "fuzz"
-TARGETS = ("image", "audio", "request")
+TARGETS = ("image", "audio", "video", "request")
 TIMEOUT_SECONDS = 20  # per input: every one is a few KB, decoded in milliseconds
 RSS_LIMIT_MB = 2048
 SEED = 1  # libFuzzer's random seed: a CI round mutates the same way each time

@@ -18,6 +18,7 @@ from multitalk.runner.image import check_bbox, fitted_box, load_portrait, uprigh
 from multitalk.runner.pipeline import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES
 from multitalk.runner.request import StorageSpec, uri_scheme
 from multitalk.runner.storage import read_input
+from multitalk.runner.video_source import SourceVideo
 
 # What the fuzzed request is checked against at run time: a portrait of this size.
 IMAGE_SIZE = (512, 512)
@@ -53,6 +54,20 @@ def audio(data: bytes) -> bool:
     return True
 
 
+def video(data: bytes) -> bool:
+    """A dub's source video: header bounds, then the first frames on the output grid, fitted."""
+    try:
+        source = SourceVideo(data, *FRAME, 25)
+        try:
+            frames = [source.frame(i) for i in range(6)]
+        finally:
+            source.close()
+    except InvalidInput as exc:
+        return _refused(exc)
+    assert all(f.shape == (FRAME[1], FRAME[0], 3) for f in frames), frames[0].shape
+    return True
+
+
 def request(data: bytes) -> bool:
     """MULTITALK_REQUEST as the operator sets it: JSON, the request models, inputs readable without a
     network (data:, local paths, file://), bboxes."""
@@ -81,4 +96,4 @@ def request(data: bytes) -> bool:
     return True
 
 
-TARGETS: dict[str, Callable[[bytes], bool]] = {"image": image, "audio": audio, "request": request}
+TARGETS: dict[str, Callable[[bytes], bool]] = {"image": image, "audio": audio, "video": video, "request": request}

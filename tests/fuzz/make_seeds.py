@@ -163,11 +163,50 @@ def request_seeds(wav: bytes, png: bytes) -> dict[str, bytes]:
     }
 
 
+def _video(container: str, codec: str, size: tuple[int, int], times_ms: list[int], **options: str) -> bytes:
+    """A few frames of the portrait panning, in the given container and codec, at the given times."""
+    face = np.asarray(Image.open(PORTRAIT).convert("RGB").resize((size[0] + 8, size[1]), Image.Resampling.LANCZOS))
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = options
+        for i, t in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(face[:, i : i + size[0]]), format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return buf.getvalue()
+
+
+def _rotated(mp4: bytes) -> bytes:
+    """The same MP4 with a phone's display matrix: turn 90 degrees clockwise to view."""
+    at = mp4.find(b"tkhd") + 4 + 4 + 20 + 8 + 8
+    matrix = np.array([0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30], dtype=">i4").tobytes()
+    return mp4[:at] + matrix + mp4[at + 36 :]
+
+
+def video_seeds() -> dict[str, bytes]:
+    cfr = [i * 40 for i in range(6)]
+    vfr = [0, 60, 80, 100, 200, 240]
+    h264 = _video("mp4", "libx264", (32, 24), cfr, preset="ultrafast", crf="35")
+    return {
+        "h264.mp4": h264,
+        "h264-vfr.mp4": _video("mp4", "libx264", (32, 24), vfr, preset="ultrafast", crf="35"),
+        "h264-rotated.mp4": _rotated(h264),
+        "mpeg4.mkv": _video("matroska", "mpeg4", (32, 24), cfr, qscale="20"),
+        "vp8.webm": _video("webm", "libvpx", (32, 24), cfr, crf="40", b="50k"),
+    }
+
+
 def main() -> None:
     images, audio = image_seeds(), audio_seeds()
     corpora = {
         "image": images,
         "audio": audio,
+        "video": video_seeds(),
         "request": request_seeds(audio["pcm16-8k.wav"][:1200], images["palette.png"]),
     }
     for target, files in corpora.items():

@@ -23,7 +23,7 @@ REPO = HERE.parents[1]
 SPEECH = REPO / "examples" / "media" / "hello.wav"
 SEEDS = sorted(p for p in (HERE / "seeds").glob("*/*") if p.is_file())
 CRASHES = sorted(p for p in (HERE / "crashes").glob("*/*") if p.is_file())
-FIELD = {"image": "image", "audio": "speakers[0].audio", "request": "request"}
+FIELD = {"image": "image", "audio": "speakers[0].audio", "video": "sourceVideo", "request": "request"}
 
 
 def _id(path: Path) -> str:
@@ -70,6 +70,8 @@ def test_finding_exits_3_through_the_cli(path: Path, tmp_path: Path) -> None:
         request["image"] = str(path)
     elif target == "audio":
         request["speakers"] = [{"audio": str(path)}]
+    elif target == "video":
+        request["sourceVideo"] = str(path)
     else:
         env["MULTITALK_REQUEST"] = path.read_bytes().decode("utf-8")
     args = ["render", "--no-progress"] if target == "request" else ["render", "--request", "request.json"]
@@ -77,7 +79,7 @@ def test_finding_exits_3_through_the_cli(path: Path, tmp_path: Path) -> None:
     code, stderr, result = _render(tmp_path, args, env)
     assert code == 3, (code, stderr[-2000:])
     assert result["error"]["reason"] == "InvalidInput"
-    if target in ("image", "audio"):
+    if target in ("image", "audio", "video"):
         assert result["error"]["field"] == FIELD[target], result
     else:
         assert result["error"]["field"], result
