@@ -70,3 +70,37 @@ def test_render_end_to_end_then_garbage_collected(
     core = client.CoreV1Api(cluster.api)
     eventually(lambda: not jobs_of(cluster, ns), 60, "the garbage collector to delete the Job")
     eventually(lambda: not core.list_namespaced_pod(ns).items, 60, "the garbage collector to delete the pod")
+
+
+def test_a_dub_end_to_end(
+    cluster: Cluster, operator: dict[str, Any], render_namespace: str, gpu_node: TestNode, s3: S3Server, tmp_path: Path
+) -> None:
+    """sourceVideo instead of image: the runner pod reads the video from S3 and lite dubs it."""
+    from multitalk.runner.pipeline import Pipeline
+    from multitalk.runner.request import RenderRequest
+
+    ns = render_namespace
+    talk = tmp_path / "talk.mp4"
+    made = RenderRequest.model_validate(
+        {
+            "engine": "lite",
+            "image": str(REPO / "examples" / "media" / "portrait.jpg"),
+            "speakers": [{"audio": str(REPO / "examples" / "media" / "hello.wav")}],
+            "video": {"width": 320, "height": 320, "fps": 25, "durationSeconds": 2.0},
+            "output": {"uri": str(talk)},
+        }
+    )
+    Pipeline(made, tmp_path / "no-model-cache").run()
+    s3.client().put_object(Bucket=ns, Key="in/talk.mp4", Body=talk.read_bytes())
+    tv = talking_video("dub", ns, engine="lite", video={"width": 320, "height": 320, "fps": 25})
+    del tv["spec"]["image"]
+    tv["spec"]["sourceVideo"] = f"s3://{ns}/in/talk.mp4"
+    apply(cluster, ns, tv)
+    cluster.kubectl("wait", "-n", ns, "--for=condition=Complete", "tv/dub", "--timeout=300s", timeout=320)
+    status = get_tv(cluster, ns, "dub")["status"]
+    assert status["phase"] == "Succeeded" and status["engine"]["name"] == "lite", status
+    video = s3.client().get_object(Bucket=ns, Key="out/dub.mp4")["Body"].read()
+    with av.open(io.BytesIO(video)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    # As long as the speech (hello.wav, 4.6 s), not the 2 s source: its last frame is held.
+    assert frames == status["output"]["frames"] > 2 * 25 * 2
