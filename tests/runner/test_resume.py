@@ -255,3 +255,19 @@ def test_an_unwritable_scratch_costs_the_checkpoints_not_the_render(media: Media
     assert code == 0, stderr
     assert "window 0 was not checkpointed" in stderr
     assert (out / "v.mp4").exists() and result is not None and result["ok"]
+
+
+def test_a_lite_dub_resumes_bit_exact(media: Media, tmp_path: Path, reference: dict[str, Path]) -> None:
+    """A dub of lite's own 10 s render: the resumed run re-tracks the faces and decodes the source
+    from the window it resumes at, and writes the uninterrupted dub's file."""
+    cmd = args(media, "out/dub.mp4", "lite")
+    source = str(reference["lite"])
+    cmd[cmd.index("--image") : cmd.index("--image") + 2] = ["--source-video", source]
+    code, _, stderr = render([*cmd[:-1], "--out", "out/whole.mp4", "--no-progress"], tmp_path)
+    assert code == 0, stderr
+    code, _, stderr = render(cmd, tmp_path, {FAULT_ENV: "checkpoint-data:2"})
+    assert code == -signal.SIGKILL, stderr
+    code, result, stderr = render(cmd, tmp_path)
+    assert code == 0, stderr
+    assert result is not None and result["resume"]["resumedFromFrame"] == 2 * WINDOW
+    assert_same_video(tmp_path / "out" / "dub.mp4", tmp_path / "out" / "whole.mp4")
