@@ -101,6 +101,11 @@ def window_plan(frames_25: int) -> tuple[int, bool]:
     return CLIP_FRAMES, True
 
 
+def source_index(model_frame: int, fps: int) -> int:
+    """The output frame (at `fps`) shown at the time of a 25 fps model frame: a dub's conditioning frame."""
+    return math.floor(model_frame * fps / MODEL_FPS + 0.5)
+
+
 def resample_indices(frames: int, fps: int, available: int) -> list[int]:
     """Index into the 25 fps frames for each output frame at `fps`."""
     return [min(available - 1, math.floor(i * MODEL_FPS / fps + 0.5)) for i in range(frames)]
@@ -359,7 +364,7 @@ class MultiTalkEngine(Engine):
 
             def source(index: int) -> Any:
                 """Model frame `index` (25 fps) of the source: the output frame shown at that time."""
-                return fitted(frames_of.frame(math.floor(index * inputs.fps / MODEL_FPS + 0.5)))
+                return fitted(frames_of.frame(source_index(index, inputs.fps)))
 
         masks = held.get("masks")
         frames_25 = max(1, math.ceil(inputs.duration_seconds * MODEL_FPS))
