@@ -13,18 +13,22 @@ video of tiny.py; every output is compared within the fp32 rounding bound of par
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from multitalk.runner.engines.multitalk import pipeline as pipeline_module
+from multitalk.runner.engines.multitalk import sampler
 from multitalk.runner.engines.multitalk.denoiser import LocalDenoiser
 from multitalk.runner.engines.multitalk.pipeline import MultiTalkPipeline, Settings, condition_mask
 from multitalk.runner.engines.multitalk.sampler import Guidance
 from multitalk.runner.engines.multitalk.transformer import Conditioning, MultiTalkTransformer
 
 from . import parity, tiny
+from .test_parity_catches_bugs import assert_caught
 from .test_sampling_parity import DECODED, make_pipeline
 
 
@@ -92,7 +96,13 @@ def dub_settings(case: dict[str, Any]) -> Settings:
     )
 
 
-def dubbed(pipeline: MultiTalkPipeline, case: dict[str, Any], frames: int, asked: list[int]) -> dict[str, Any]:
+def dubbed(
+    pipeline: MultiTalkPipeline,
+    case: dict[str, Any],
+    frames: int,
+    asked: list[int],
+    frame_of: Callable[[int], int] = lambda index: index,
+) -> dict[str, Any]:
     """Each window's latents as handed to the decoder, the window lengths, and the first `frames` frames."""
     from multitalk.runner.engines.multitalk.person_masks import image_masks, latent_masks
 
@@ -100,7 +110,7 @@ def dubbed(pipeline: MultiTalkPipeline, case: dict[str, Any], frames: int, asked
 
     def source(index: int) -> torch.Tensor:
         asked.append(index)
-        return tiny.source_frame(video, index)
+        return tiny.source_frame(video, frame_of(index))
 
     masks = None
     if case["persons"] == 2:
@@ -135,3 +145,26 @@ def test_dubbing_matches_reference(pipeline: MultiTalkPipeline, reference: dict[
     if case["streaming"]:
         assert windows >= 2
         assert int(run.outputs["lengths"][1]) == step
+
+
+def renoised_motion(*args: Any, **kwargs: Any) -> torch.Tensor:
+    """MultiTalk's way: motion latents re-noised to the current time instead of held clean."""
+    return sampler.denoise(*args, **{**kwargs, "clean_motion": False, "draw_motion_noise": True})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", ["every window conditioned on the first source frame", "motion frames re-noised"])
+def test_dubbing_bug_exceeds_bound(
+    pipeline: MultiTalkPipeline, reference: dict[str, torch.Tensor], bug: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A port that conditioned every window as MultiTalk's or InfiniteTalk's first does is told apart by far."""
+    name = "dub_streaming_two_persons"
+    case = tiny.DUBBING_CASES[name]
+    frame_of: Callable[[int], int] = lambda index: index  # noqa: E731
+    if bug == "motion frames re-noised":
+        monkeypatch.setattr(pipeline_module, "denoise", renoised_motion)
+    else:
+        frame_of = lambda index: 0  # noqa: E731
+    frames = reference[f"{name}_video"].shape[1]
+    run = parity.run_with_rounding(lambda: dubbed(pipeline, case, frames, [], frame_of))
+    assert_caught(run, f"bug: {bug} (dubbing, window 1)", reference[f"{name}_latents_1"], "latents_1")
