@@ -147,6 +147,24 @@ def test_dubbing_matches_reference(pipeline: MultiTalkPipeline, reference: dict[
         assert int(run.outputs["lengths"][1]) == step
 
 
+def test_short_dub_is_one_window(pipeline: MultiTalkPipeline) -> None:
+    """Clip mode (speech within one window shorter than the motion frames): one window, frame 0 of the source."""
+    case = {**tiny.DUBBING_CASES["dub_streaming_one_person"], "streaming": False, "frame_num": 5, "audio_frames": 6}
+    settings = dub_settings(case)
+    settings.motion_frames = 9  # the engine's; unused in clip mode
+    asked: list[int] = []
+    video = tiny.source_video(3)
+
+    def source(index: int) -> torch.Tensor:
+        asked.append(index)
+        return tiny.source_frame(video, index)
+
+    audio = tiny.audio_features(1, 6)
+    placeholder = torch.zeros(3, tiny.IMAGE_SIZE, tiny.IMAGE_SIZE)
+    chunks = list(pipeline.generate(placeholder, audio, tiny.PROMPT, settings, source=source))
+    assert [c.shape[1] for c in chunks] == [5] and asked == [0]
+
+
 def renoised_motion(*args: Any, **kwargs: Any) -> torch.Tensor:
     """MultiTalk's way: motion latents re-noised to the current time instead of held clean."""
     return sampler.denoise(*args, **{**kwargs, "clean_motion": False, "draw_motion_noise": True})

@@ -202,7 +202,9 @@ class MultiTalkPipeline:
         """InfiniteTalk's windows: source frame at each window's start + clean motion latents."""
         if settings.frame_num % VAE_TIME_STRIDE != 1:
             raise ValueError(f"frame_num must be 4n+1, got {settings.frame_num}")
-        if settings.motion_frames % VAE_TIME_STRIDE != 1 or settings.motion_frames >= settings.frame_num:
+        if settings.streaming and (
+            settings.motion_frames % VAE_TIME_STRIDE != 1 or settings.motion_frames >= settings.frame_num
+        ):
             raise ValueError(f"motion_frames must be 4n+1 and below frame_num, got {settings.motion_frames}")
         device, dtype = self.device, self.denoiser.dtype
         frame_num, motion_frames = settings.frame_num, settings.motion_frames
