@@ -1,4 +1,4 @@
-"""Run the MultiTalk parity tests under every CPU code path MKL and ATen can be made to take here.
+"""Run the MultiTalk (and InfiniteTalk) parity tests under every CPU code path MKL and ATen can be made to take here.
 
     python tests/engine_multitalk/parity_paths.py                 # all paths (CI: .ci/run)
     python tests/engine_multitalk/parity_paths.py --paths native MKL_CBWR=AVX2
@@ -33,6 +33,7 @@ TESTS = [
     "test_audio_features.py",
     "test_loading.py",
     "test_parity_catches_bugs.py",
+    "test_dubbing_parity.py",
 ]
 # The comparisons with committed reference outputs (the loading ones repeat the forward's) and the cheap bugs.
 SELECT = "reference and not layout or forward_bug"

@@ -257,3 +257,85 @@ def seeded_vae_state() -> dict[str, torch.Tensor]:
 def vae_video() -> torch.Tensor:
     """[1, 3, 5, 16, 16] in [-1, 1]."""
     return torch.rand(1, 3, 5, 16, 16, generator=generator(21_000)) * 2 - 1
+
+
+# --- InfiniteTalk (dubbing): a tiny source video and the cases run through both implementations ---
+DUB_MOTION_FRAMES = 5
+
+
+def source_video(frames: int) -> torch.Tensor:
+    """uint8 [T, H, W, 3]: the portrait stand-in with brightness drifting frame by frame, plus grain."""
+    base = reference_image().float()
+    out = []
+    for i in range(frames):
+        grain = torch.randn(base.shape, generator=generator(6100 + i)) * 12.0
+        out.append((base * (0.55 + 0.09 * i) + grain).clamp(0, 255).round().to(torch.uint8))
+    return torch.stack(out)
+
+
+def source_frame(video: torch.Tensor, index: int) -> torch.Tensor:
+    """Frame `index` of a uint8 [T, H, W, 3] video as [3, H, W] in [-1, 1]; past the end, the last frame."""
+    frame = video[min(index, video.shape[0] - 1)]
+    return (frame.permute(2, 0, 1).float() / 255 - 0.5) * 2
+
+
+DUBBING_CASES = {
+    "dub_clip_two_persons": {
+        "persons": 2,
+        "audio_frames": 12,
+        "source_frames": 12,
+        "frame_num": 9,
+        "streaming": False,
+        "steps": 2,
+        "shift": 7.0,
+        "text_scale": 5.0,
+        "audio_scale": 4.0,
+        "apg": False,
+        "color": 1.0,
+        "seed": 42,
+    },
+    # 3 windows starting at source frames 0, 4 and 8; the source has 6, so the third holds its last.
+    "dub_streaming_one_person": {
+        "persons": 1,
+        "audio_frames": 15,
+        "source_frames": 6,
+        "frame_num": 9,
+        "motion_frames": DUB_MOTION_FRAMES,
+        "streaming": True,
+        "steps": 2,
+        "shift": 5.0,
+        "text_scale": 1.0,
+        "audio_scale": 2.0,
+        "apg": True,
+        "apg_norm_threshold": 15.0,
+        "color": 0.5,
+        "seed": 7,
+    },
+    # 2 windows, two speakers, text + audio guidance: L-RoPE across a window boundary.
+    "dub_streaming_two_persons": {
+        "persons": 2,
+        "audio_frames": 12,
+        "source_frames": 12,
+        "frame_num": 9,
+        "motion_frames": DUB_MOTION_FRAMES,
+        "streaming": True,
+        "steps": 2,
+        "shift": 7.0,
+        "text_scale": 5.0,
+        "audio_scale": 4.0,
+        "apg": False,
+        "color": 1.0,
+        "seed": 3,
+    },
+}
+
+
+def video_conditioning(frame: torch.Tensor, frame_num: int) -> torch.Tensor:
+    """[1, 16, T_lat, h, w]: the tiny VAE's latents of one conditioning frame [3, H, W] followed by zeros."""
+    padded = torch.cat([frame[None, :, None], frame.new_zeros(1, 3, frame_num - 1, *frame.shape[1:])], dim=2)
+    return encode_video(padded)
+
+
+def forward_source_frame() -> torch.Tensor:
+    """[3, 64, 64] in [-1, 1]: the conditioning frame of the dubbing forward (the forward's latent grid)."""
+    return torch.rand(3, 8 * LAT_H, 8 * LAT_W, generator=generator(6500)) * 2 - 1

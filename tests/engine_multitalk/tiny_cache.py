@@ -102,6 +102,14 @@ def build(root: Path) -> Path:
     published = {k.replace("audio_blocks.", "blocks.", 1): v.contiguous() for k, v in adapter.state_dict().items()}
     (root / "MeiGen-MultiTalk").mkdir(parents=True)
     save_file(published, str(root / model_files.MULTITALK_FILE))
+    # InfiniteTalk's weights (dubbing): the same audio geometry, other values, one file per speaker set.
+    for variant, relative in model_files.INFINITETALK_FILES.items():
+        torch.manual_seed(11 if variant == "single" else 12)
+        for value in adapter.parameters():
+            value.data.add_(0.02 * torch.randn_like(value))
+        state = {k.replace("audio_blocks.", "blocks.", 1): v.contiguous() for k, v in adapter.state_dict().items()}
+        (root / model_files.INFINITETALK_DIR / relative).parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(root / model_files.INFINITETALK_DIR / relative))
     Wav2Vec2Model(
         Wav2Vec2Config(
             hidden_size=16,

@@ -1,5 +1,9 @@
 """The `multitalk` engine: MeiGen MultiTalk (Wan2.1-I2V-14B + audio adapter + wav2vec2) on a GPU.
 
+A request with `sourceVideo` (dubbing) runs MeiGen's InfiniteTalk instead: the same
+transformer with InfiniteTalk's audio weights (single/ or multi/ by speaker count), each
+window conditioned on the source video's frame at its start (pipeline.py).
+
 Importing this module needs neither torch nor diffusers, so `multitalk-runner check` can say
 precisely what is missing; the heavy imports happen in load().
 
@@ -21,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from multitalk.runner.engines.base import Availability, Engine, EngineInfo, Image, ProgressFn, RenderInputs
-from multitalk.runner.errors import EngineUnavailable, InvalidInput
+from multitalk.runner.errors import EngineUnavailable, ExitCode, InvalidInput
 from multitalk.runner.request import RenderRequest
 
 from . import model_files
@@ -31,6 +35,7 @@ from .parallel_plan import Rendezvous
 MODEL_FPS = 25
 CLIP_FRAMES = 81  # the window MultiTalk was trained on
 MOTION_FRAMES = 25
+INFINITETALK_MOTION_FRAMES = 9  # InfiniteTalk's published default (generate_infinitetalk.py --motion_frame)
 NEGATIVE_PROMPT = "blurry, low quality, distorted face, deformed mouth, extra fingers, static picture, subtitles"
 REQUIRED_PACKAGES = (
     "torch",
@@ -44,6 +49,17 @@ REQUIRED_PACKAGES = (
 )
 # auto precision: bf16 when its weights leave this much of the GPU for activations and encoders.
 AUTO_BF16_HEADROOM_BYTES = 24 * 2**30
+
+
+class DubbingWeightsMissing(InvalidInput):
+    """The cache lacks InfiniteTalk's weights for this request's speakers.
+
+    An InvalidInput, so `auto` skips the engine for this request (as for any request an
+    engine cannot render) and tries the next; asked for by name, exit 4 (the cache, not the
+    input, is at fault; permanent, so the Job does not retry).
+    """
+
+    exit_code = ExitCode.ENGINE_UNAVAILABLE
 
 
 def memory_plan(
@@ -83,6 +99,11 @@ def window_plan(frames_25: int) -> tuple[int, bool]:
     if frames_25 <= CLIP_FRAMES:
         return max(5, 4 * math.ceil((frames_25 - 1) / 4) + 1), False
     return CLIP_FRAMES, True
+
+
+def source_index(model_frame: int, fps: int) -> int:
+    """The output frame (at `fps`) shown at the time of a 25 fps model frame: a dub's conditioning frame."""
+    return math.floor(model_frame * fps / MODEL_FPS + 0.5)
 
 
 def resample_indices(frames: int, fps: int, available: int) -> list[int]:
@@ -150,8 +171,17 @@ class MultiTalkEngine(Engine):
         return Availability(True, "", details)
 
     def validate(self, request: RenderRequest) -> None:
-        if request.image is None:
+        if request.image is None and request.source_video is None:
             raise InvalidInput("the multitalk engine animates a reference image; none was given", "image")
+        if request.source_video is not None:
+            files = model_files.locate(self.model_dir, self.strict_geometry)
+            if files.audio_weights(True, len(request.speakers)) is None:
+                variant = model_files.infinitetalk_variant(len(request.speakers))
+                raise DubbingWeightsMissing(
+                    f"dubbing needs MeiGen-AI/InfiniteTalk's {variant}/infinitetalk.safetensors in the model cache: "
+                    + "; ".join(p for p in files.dubbing_problems if f"/{variant}/" in p),
+                    "sourceVideo",
+                )
         for i, lora in enumerate(request.sampling.loras):
             if not (self.model_dir / lora.path).is_file():
                 raise InvalidInput(f"{lora.path} is not in the model cache", f"sampling.loras[{i}].path")
@@ -194,6 +224,8 @@ class MultiTalkEngine(Engine):
             loras=tuple((self.model_dir / lora.path, lora.scale) for lora in request.sampling.loras),
             offload=self.offload,
             shard=shard,
+            dubbing=request.source_video is not None,
+            persons=len(request.speakers),
         )
         state: dict[str, Any] = {
             "torch": torch,
@@ -201,6 +233,7 @@ class MultiTalkEngine(Engine):
             "dtype": dtype,
             "precision": precision,
             "sharded": shard,
+            "dubbing": spec.dubbing,
         }
         self._state = state
         if self.rendezvous.world > 1:
@@ -237,7 +270,7 @@ class MultiTalkEngine(Engine):
         fp8_ok, _ = fp8_support(device)
         requested = request.sampling.precision
         gpu_bytes = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
-        bf16_bytes = files.transformer_bf16_bytes()
+        bf16_bytes = files.transformer_bf16_bytes(request.source_video is not None, len(request.speakers))
         return memory_plan(requested, bf16_bytes, gpu_bytes, fp8_ok, self.offload, self.rendezvous.world)
 
     def close(self) -> None:
@@ -289,7 +322,11 @@ class MultiTalkEngine(Engine):
         return EngineInfo(
             device=self._device_label(device),
             precision=state["precision"] if state["precision"] != "bf16" or device.type == "cuda" else "fp32",
-            models=("Wan2.1-I2V-14B-480P", "MeiGen-MultiTalk", "chinese-wav2vec2-base"),
+            models=(
+                "Wan2.1-I2V-14B-480P",
+                "MeiGen-InfiniteTalk" if state.get("dubbing") else "MeiGen-MultiTalk",
+                "chinese-wav2vec2-base",
+            ),
             feature_shape=tuple(int(x) for x in shape),
         )
 
@@ -314,15 +351,28 @@ class MultiTalkEngine(Engine):
             raise InvalidInput("the multitalk engine needs a reference image", "image")
         req, sampling = inputs.request, inputs.request.sampling
         gen_h, gen_w = generation_size(inputs.width, inputs.height, self.area)
-        portrait = ImageOps.fit(PILImage.fromarray(inputs.image), (gen_w, gen_h), PILImage.Resampling.BICUBIC)
-        image = torch.from_numpy(np.asarray(portrait).copy()).permute(2, 0, 1).float() / 255 * 2 - 1
+
+        def fitted(picture: Image) -> Any:
+            """[3, gen_h, gen_w] in [-1, 1], cover-resized as the portrait is."""
+            fit = ImageOps.fit(PILImage.fromarray(picture), (gen_w, gen_h), PILImage.Resampling.BICUBIC)
+            return torch.from_numpy(np.asarray(fit).copy()).permute(2, 0, 1).float() / 255 * 2 - 1
+
+        image = fitted(inputs.image)
+        source = None
+        if inputs.source is not None:
+            frames_of = inputs.source
+
+            def source(index: int) -> Any:
+                """Model frame `index` (25 fps) of the source: the output frame shown at that time."""
+                return fitted(frames_of.frame(source_index(index, inputs.fps)))
+
         masks = held.get("masks")
         frames_25 = max(1, math.ceil(inputs.duration_seconds * MODEL_FPS))
         frame_num, streaming = window_plan(frames_25)
         features = [self._padded(f, max(frame_num + 1, frames_25)) for f in held["features"]]
         settings = Settings(
             frame_num=frame_num,
-            motion_frames=MOTION_FRAMES,
+            motion_frames=INFINITETALK_MOTION_FRAMES if source is not None else MOTION_FRAMES,
             streaming=streaming,
             max_frames=max(frames_25, frame_num + 1),
             steps=sampling.steps,
@@ -339,7 +389,7 @@ class MultiTalkEngine(Engine):
         buffer: list[Image] = []  # generated 25 fps frames from index `first` on
         first, out = 0, 0
         chunks = pipeline.generate(
-            image, features, req.prompt, settings, masks, lambda done, total: progress(done / total)
+            image, features, req.prompt, settings, masks, lambda done, total: progress(done / total), source
         )
         for chunk in chunks:
             pixels = ((chunk.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()

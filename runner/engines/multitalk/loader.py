@@ -58,6 +58,25 @@ class LazyTensors(Mapping[str, torch.Tensor]):
         return out
 
 
+class Overlay(Mapping[str, torch.Tensor]):
+    """`base` with the keys of `top` replaced by top's tensors (both read on access)."""
+
+    def __init__(self, base: Mapping[str, torch.Tensor], top: Mapping[str, torch.Tensor]) -> None:
+        self.base, self.top = base, top
+        unknown = sorted(set(top) - set(base))
+        if unknown:
+            raise ValueError(f"the audio weights hold Wan keys the base model lacks: {unknown[0]}")
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.top[key] if key in self.top else self.base[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
 def original_key_map(shapes: Mapping[str, list[int]]) -> dict[str, str]:
     """Original Wan key -> diffusers key, computed by running diffusers' converter on shape-only tensors."""
     placeholders = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
@@ -79,21 +98,35 @@ def load_transformer(
     loras: Sequence[tuple[Path, float]] = (),
     compute_device: torch.device | None = None,
     on_block: Callable[[str, nn.Module], None] | None = None,
+    audio_file: Path | None = None,
 ) -> MultiTalkTransformer:
-    """Wan2.1-I2V transformer (either layout) + MultiTalk audio adapter from multitalk.safetensors.
+    """Wan2.1-I2V transformer (either layout) + audio adapter from multitalk.safetensors (or `audio_file`:
+    InfiniteTalk's infinitetalk.safetensors for dubbing).
 
     Block by block: read (memory-mapped), cast, merge the LoRAs, quantise to `precision`;
     so host RAM holds one block at most and the GPU never the whole model in bf16.
     `compute_device` (default: `device`) decides the fp8 flavour when loading for offload;
     `on_block` sees each finished block last (FSDP sharding).
+
+    Wan keys (original naming) in `audio_file` replace the base model's, as InfiniteTalk's
+    loader does (it updates one state dict with the shards, then with infinitetalk.safetensors);
+    multitalk.safetensors keeps ignoring them, as before.
     """
-    if files.transformer_dir is None or files.multitalk is None:
-        raise FileNotFoundError("; ".join(files.problems) or "transformer or multitalk.safetensors not found")
+    audio_file = audio_file or files.multitalk
+    if files.transformer_dir is None or audio_file is None:
+        raise FileNotFoundError("; ".join(files.problems) or "transformer or audio weights not found")
     raw = LazyTensors(files.transformer_files)
     base_keys = {key: shape for key, shape in raw.shapes().items() if audio_key(key) is None}
+    overrides: dict[str, list[int]] = {}
+    if audio_file != files.multitalk:
+        overrides = {k: v["shape"] for k, v in safetensors_header(audio_file).items() if audio_key(k) is None}
     if files.transformer_format == "original":
         config = wan_config_from_original(json.loads((files.transformer_dir / "config.json").read_text()))
-        wan_state: Mapping[str, torch.Tensor] = LazyTensors(files.transformer_files, original_key_map(base_keys))
+        # The later file wins for a key both hold.
+        wan_state: Mapping[str, torch.Tensor] = LazyTensors(
+            [*files.transformer_files, *([audio_file] if overrides else [])],
+            original_key_map({**base_keys, **overrides}),
+        )
     else:
         config = {
             k: v
@@ -101,8 +134,10 @@ def load_transformer(
             if not k.startswith("_")
         }
         wan_state = LazyTensors(files.transformer_files, {k: k for k in base_keys})
-    audio_names = {key: audio_key(key) for key in safetensors_header(files.multitalk)}
-    audio_state = LazyTensors([files.multitalk], {k: v for k, v in audio_names.items() if v is not None})
+        if overrides:
+            wan_state = Overlay(wan_state, LazyTensors([audio_file], original_key_map(overrides)))
+    audio_names = {key: audio_key(key) for key in safetensors_header(audio_file)}
+    audio_state = LazyTensors([audio_file], {k: v for k, v in audio_names.items() if v is not None})
     deltas = [(LoraDeltas.read(path), scale) for path, scale in loras]
     config_q = quantize_config(precision, compute_device or torch.device(device))
     if config_q is not None and torch.device(device).type == "cpu":

@@ -7,6 +7,8 @@ Expected layout under the cache root (names as published; see docs/engines/multi
   Wan2.1-I2V-14B-480P/             original format (optional alternative for transformer + VAE):
                                    config.json, diffusion_pytorch_model*.safetensors, Wan2.1_VAE.pth
   MeiGen-MultiTalk/multitalk.safetensors
+  MeiGen-InfiniteTalk/             optional, for dubbing (a source video): single/infinitetalk.safetensors
+                                   (one speaker), multi/infinitetalk.safetensors (two speakers)
   chinese-wav2vec2-base/           config.json, model.safetensors or pytorch_model.bin
 
 The text and image encoders always come from the Diffusers folder (the original .pth
@@ -24,6 +26,9 @@ from typing import Any
 DIFFUSERS_DIR = "Wan2.1-I2V-14B-480P-Diffusers"
 ORIGINAL_DIR = "Wan2.1-I2V-14B-480P"
 MULTITALK_FILE = "MeiGen-MultiTalk/multitalk.safetensors"
+INFINITETALK_DIR = "MeiGen-InfiniteTalk"
+# InfiniteTalk's weights per speaker count (MeiGen-AI/InfiniteTalk), used when a request dubs a video.
+INFINITETALK_FILES = {"single": "single/infinitetalk.safetensors", "multi": "multi/infinitetalk.safetensors"}
 WAV2VEC_DIR = "chinese-wav2vec2-base"
 ORIGINAL_VAE = "Wan2.1_VAE.pth"
 ENCODER_SUBDIRS = ("text_encoder", "tokenizer", "image_encoder", "image_processor")
@@ -51,20 +56,33 @@ class ModelFiles:
     multitalk: Path | None = None
     wav2vec: Path | None = None
     problems: list[str] = field(default_factory=list)
+    # InfiniteTalk (dubbing): the files found, by speaker set ("single", "multi"), and what is
+    # wrong with the others. Optional: they only decide whether a dub can run, not the engine.
+    infinitetalk: dict[str, Path] = field(default_factory=dict)
+    dubbing_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
-    def transformer_bf16_bytes(self) -> int:
+    def audio_weights(self, dubbing: bool = False, persons: int = 1) -> Path | None:
+        """The audio weights a render uses: multitalk.safetensors, or InfiniteTalk's for its speaker count."""
+        if not dubbing:
+            return self.multitalk
+        return self.infinitetalk.get(infinitetalk_variant(persons))
+
+    def transformer_bf16_bytes(self, dubbing: bool = False, persons: int = 1) -> int:
         """Bytes of the transformer + audio weights in bf16, from the safetensors headers (nothing loaded)."""
+        shapes: dict[str, list[int]] = {}
+        audio = self.audio_weights(dubbing, persons)
+        for path in [*self.transformer_files, *([audio] if audio else [])]:
+            shapes.update({key: entry["shape"] for key, entry in safetensors_header(path).items()})
         total = 0
-        for path in [*self.transformer_files, *([self.multitalk] if self.multitalk else [])]:
-            for entry in safetensors_header(path).values():
-                count = 1
-                for size in entry["shape"]:
-                    count *= size
-                total += 2 * count
+        for shape in shapes.values():
+            count = 1
+            for size in shape:
+                count *= size
+            total += 2 * count
         return total
 
     def summary(self) -> dict[str, Any]:
@@ -75,7 +93,15 @@ class ModelFiles:
             "multitalk": str(self.multitalk) if self.multitalk else None,
             "wav2vec": str(self.wav2vec) if self.wav2vec else None,
             "problems": self.problems,
+            "infinitetalk": {
+                name: str(self.infinitetalk[name]) if name in self.infinitetalk else None for name in INFINITETALK_FILES
+            },
+            "dubbingProblems": self.dubbing_problems,
         }
+
+
+def infinitetalk_variant(persons: int) -> str:
+    return "multi" if persons == 2 else "single"
 
 
 def safetensors_header(path: Path) -> dict[str, Any]:
@@ -178,13 +204,21 @@ def locate(root: Path, strict_geometry: bool = True) -> ModelFiles:
             _json(diffusers_dir / sub / "config.json", problems)
 
     files.multitalk = _check_multitalk(root / MULTITALK_FILE, problems, strict_geometry)
+    for name, relative in INFINITETALK_FILES.items():
+        found = _check_multitalk(root / INFINITETALK_DIR / relative, files.dubbing_problems, strict_geometry, True)
+        if found is not None:
+            files.infinitetalk[name] = found
     files.wav2vec = _check_wav2vec(root / WAV2VEC_DIR, problems)
     return files
 
 
-def _check_multitalk(path: Path, problems: list[str], strict_geometry: bool) -> Path | None:
+def _check_multitalk(path: Path, problems: list[str], strict_geometry: bool, infinitetalk: bool = False) -> Path | None:
+    """multitalk.safetensors, or (infinitetalk) one of InfiniteTalk's: same audio keys and geometry."""
+    origin = (
+        "MeiGen-AI/InfiniteTalk weights, for dubbing" if infinitetalk else "MeiGen-AI/MeiGen-MultiTalk audio weights"
+    )
     if not path.is_file():
-        problems.append(f"missing {path} (MeiGen-AI/MeiGen-MultiTalk audio weights)")
+        problems.append(f"missing {path} ({origin})")
         return None
     try:
         header = safetensors_header(path)
@@ -192,7 +226,7 @@ def _check_multitalk(path: Path, problems: list[str], strict_geometry: bool) -> 
         problems.append(f"{path}: not a safetensors file ({exc})")
         return None
     if "audio_proj.proj1.weight" not in header:
-        problems.append(f"{path}: no audio_proj.* keys; is this MeiGen-MultiTalk's multitalk.safetensors?")
+        problems.append(f"{path}: no audio_proj.* keys; is this {origin.split(' ')[0]}'s {path.name}?")
         return None
     if strict_geometry:
         for key, shape in AUDIO_PROBE_KEYS.items():

@@ -5,6 +5,11 @@ image first, then the last `motion_frames` generated frames), their CLIP tokens,
 and the audio windows of its frames; it is denoised with `sampler.denoise`, decoded, colour
 matched to the reference, and yielded without its known frames. Audio shorter than the
 last window is extended with its time-reversed tail, as the reference does.
+
+InfiniteTalk (dubbing, `generate(..., source=...)`): each window is conditioned on the
+source video's frame at the window's start instead (CLIP tokens and the VAE condition of
+that one frame, mask on frame 0 only), and the generated motion frames enter as clean
+latents held fixed in the noisy latent (the first window holds the source frame's latent).
 """
 
 from __future__ import annotations
@@ -70,6 +75,24 @@ def pad_text(text: torch.Tensor, length: int) -> torch.Tensor:
     return torch.cat([text, text.new_zeros(length - text.shape[0], text.shape[1])])[None]
 
 
+def branch_conditions(
+    text: torch.Tensor,
+    text_null: torch.Tensor,
+    clip_tokens: torch.Tensor,
+    condition: torch.Tensor,
+    windows: torch.Tensor,
+    masks: torch.Tensor | None,
+) -> dict[str, Conditioning]:
+    """The four guidance branches of one window (each step evaluates two or three of them)."""
+    zero_audio = torch.zeros_like(windows)[-1:]
+    return {
+        "cond": Conditioning(text, clip_tokens, condition, windows, masks, "cond"),
+        "drop_text": Conditioning(text_null, clip_tokens, condition, windows, masks, "drop_text"),
+        "drop_audio": Conditioning(text, clip_tokens, condition, zero_audio, masks, "drop_audio"),
+        "uncond": Conditioning(text_null, clip_tokens, condition, zero_audio, masks, "uncond"),
+    }
+
+
 class MultiTalkPipeline:
     def __init__(
         self,
@@ -97,12 +120,18 @@ class MultiTalkPipeline:
         settings: Settings,
         masks: torch.Tensor | None = None,
         progress: Callable[[int, int], None] | None = None,
+        source: Callable[[int], torch.Tensor] | None = None,
     ) -> Iterator[torch.Tensor]:
         """Yield new frames [3, n, H, W] in [-1, 1] window by window.
 
         image [3, H, W] in [-1, 1] (H, W multiples of 16); audio: per person [T, layers, 768]
-        wav2vec features at the video rate; masks [3, H/8, W/8] for two persons.
+        wav2vec features at the video rate; masks [3, H/8, W/8] for two persons. With
+        `source` (InfiniteTalk, dubbing): frame index at the video rate -> that frame of the
+        source video [3, H, W] in [-1, 1] (its last frame past its end); `image` is unused.
         """
+        if source is not None:
+            yield from self._dub(source, audio, prompt, settings, masks, progress)
+            return
         if settings.frame_num % VAE_TIME_STRIDE != 1:
             raise ValueError(f"frame_num must be 4n+1, got {settings.frame_num}")
         if settings.streaming and settings.motion_frames % VAE_TIME_STRIDE != 1:
@@ -137,18 +166,8 @@ class MultiTalkPipeline:
             latents_y = self.encoders.encode_video(padded).to(dtype)
             motion = latents_y[0, :, : 1 + (known - 1) // VAE_TIME_STRIDE].float() if window > 0 else None
             condition = torch.cat([condition_mask(frame_num, known, lat_h, lat_w).to(device, dtype), latents_y], 1)
-            zero_audio = torch.zeros_like(windows)[-1:]
-            branches = {
-                "cond": Conditioning(text, clip_tokens, condition, windows, masks, "cond"),
-                "drop_text": Conditioning(text_null, clip_tokens, condition, windows, masks, "drop_text"),
-                "drop_audio": Conditioning(text, clip_tokens, condition, zero_audio, masks, "drop_audio"),
-                "uncond": Conditioning(text_null, clip_tokens, condition, zero_audio, masks, "uncond"),
-            }
-
-            self.denoiser.set_window(branches)
-
-            def predict(latent: torch.Tensor, t: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
-                return self.denoiser(latent, t, names)
+            self.denoiser.set_window(branch_conditions(text, text_null, clip_tokens, condition, windows, masks))
+            predict = self.denoiser.__call__
 
             def step_progress(done: int, total: int, window: int = window) -> None:
                 if progress is not None:
@@ -171,6 +190,86 @@ class MultiTalkPipeline:
                 last = True
                 audio = [self._extend(a, end) for a in audio]
 
+    def _dub(
+        self,
+        source: Callable[[int], torch.Tensor],
+        audio: list[torch.Tensor],
+        prompt: str,
+        settings: Settings,
+        masks: torch.Tensor | None,
+        progress: Callable[[int, int], None] | None,
+    ) -> Iterator[torch.Tensor]:
+        """InfiniteTalk's windows: source frame at each window's start + clean motion latents."""
+        if settings.frame_num % VAE_TIME_STRIDE != 1:
+            raise ValueError(f"frame_num must be 4n+1, got {settings.frame_num}")
+        if settings.streaming and (
+            settings.motion_frames % VAE_TIME_STRIDE != 1 or settings.motion_frames >= settings.frame_num
+        ):
+            raise ValueError(f"motion_frames must be 4n+1 and below frame_num, got {settings.motion_frames}")
+        device, dtype = self.device, self.denoiser.dtype
+        frame_num, motion_frames = settings.frame_num, settings.motion_frames
+        reference = source(0).to(device, torch.float32)  # colour reference: the source's first frame
+        _, height, width = reference.shape
+        lat_h, lat_w = height // VAE_SPATIAL_STRIDE, width // VAE_SPATIAL_STRIDE
+        lat_t = (frame_num - 1) // VAE_TIME_STRIDE + 1
+        audio = [a.float() for a in audio]
+        self.on_stage("text_encoder")
+        text = pad_text(self.encoders.encode_text(prompt), settings.text_len).to(device)
+        text_null = pad_text(self.encoders.encode_text(settings.negative_prompt), settings.text_len).to(device)
+        timesteps = shifted_timesteps(settings.steps, settings.shift)
+        self.layout = self.denoiser.start_render(len(settings.guidance.branches()), settings.tea_cache, settings.steps)
+        generator = torch.Generator(device=device).manual_seed(settings.seed)
+        mask = condition_mask(frame_num, 1, lat_h, lat_w).to(device, dtype)
+        windows_total = self._windows_total(audio[0].shape[0], settings)
+        start, window, last = 0, 0, False
+        cond = reference
+        motion_pixels: torch.Tensor | None = None  # [1, 3, motion_frames, H, W] generated, colour matched
+        while True:
+            idx = window_indices(start, frame_num, audio[0].shape[0])
+            windows = torch.stack([a[idx] for a in audio]).to(device, dtype)  # P, F, 5, L, C
+            noise = torch.randn(
+                LATENT_CHANNELS, lat_t, lat_h, lat_w, generator=generator, device=device, dtype=torch.float32
+            )
+            frame = cond[None, :, None]  # 1, 3, 1, H, W
+            self.on_stage("image_encoder")
+            clip_tokens = self.encoders.encode_image(frame).to(dtype)
+            self.on_stage("vae")
+            padded = torch.cat([frame, frame.new_zeros(1, 3, frame_num - 1, height, width)], dim=2)
+            condition = torch.cat([mask, self.encoders.encode_video(padded).to(dtype)], 1)
+            held = self.encoders.encode_video(frame if motion_pixels is None else motion_pixels)[0].float()
+            self.denoiser.set_window(branch_conditions(text, text_null, clip_tokens, condition, windows, masks))
+
+            def step_progress(done: int, total: int, window: int = window) -> None:
+                if progress is not None:
+                    progress(window * total + done, windows_total * total)
+
+            self.on_stage("transformer")
+            latent = denoise(
+                self.denoiser.__call__,
+                noise,
+                timesteps,
+                settings.guidance,
+                generator,
+                held,
+                step_progress,
+                clean_motion=True,
+                draw_motion_noise=window > 0,
+            )
+            self.on_stage("vae")
+            video = self.encoders.decode_latents(latent[None].to(dtype)).float()[0]
+            video = match_colors(video, reference, settings.color_strength)
+            yield video if window == 0 else video[:, motion_frames:]
+            if last or not settings.streaming or settings.max_frames <= frame_num:
+                return
+            motion_pixels = video[None, :, -motion_frames:].to(device, torch.float32)
+            start += frame_num - motion_frames
+            cond = source(start).to(device, torch.float32)
+            end = start + frame_num
+            window += 1
+            if end >= min(settings.max_frames, audio[0].shape[0]):
+                last = True
+                audio = [self._extend(a, end) for a in audio]
+
     @staticmethod
     def _extend(features: torch.Tensor, end: int) -> torch.Tensor:
         """Extend audio features past `end` with their time-reversed tail (keeps speech-like motion)."""
@@ -183,8 +282,6 @@ class MultiTalkPipeline:
     def _windows_total(audio_frames: int, settings: Settings) -> int:
         if not settings.streaming:
             return 1
-        total, start, step = 1, 0, settings.frame_num - settings.motion_frames
-        while start + settings.frame_num < min(settings.max_frames, audio_frames) and total < 10_000:
-            start += step
-            total += 1
-        return total
+        # The loop's windows: one more for each `step` until a window reaches the end (no cap).
+        end, step = min(settings.max_frames, audio_frames), settings.frame_num - settings.motion_frames
+        return 1 + max(0, -(-(end - settings.frame_num) // step))

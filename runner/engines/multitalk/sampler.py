@@ -118,21 +118,36 @@ def denoise(
     generator: torch.Generator,
     motion_latents: torch.Tensor | None = None,
     progress: Callable[[int, int], None] | None = None,
+    clean_motion: bool = False,
+    draw_motion_noise: bool = True,
 ) -> torch.Tensor:
     """Euler integration from noise [C, T, h, w] to clean latents.
 
-    With motion latents (streaming continuation), their frames are pinned: re-noised to
-    the current time before the first step and after every step, fresh noise each time.
+    With motion latents, their frames are pinned before the first step and after every step:
+    - MultiTalk (streaming continuation): re-noised to the current time, fresh noise each time;
+    - InfiniteTalk (clean_motion): held clean in every evaluation and in the result. Its
+      reference draws the re-noising noise all the same on windows after the first (it
+      re-noises, then overwrites with the clean latents); draw_motion_noise draws the same
+      numbers so the next window's noise comes from the same random stream.
     """
+    if not clean_motion and not draw_motion_noise:
+        raise ValueError("re-noised motion frames need their noise")
     latent = noise
     guidance.reset()
 
     def pin(t: torch.Tensor) -> None:
-        if motion_latents is not None:
+        if motion_latents is None:
+            return
+        count = motion_latents.shape[1]
+        fresh = None
+        if draw_motion_noise:
             fresh = torch.randn(
                 motion_latents.shape, generator=generator, device=motion_latents.device, dtype=motion_latents.dtype
             )
-            latent[:, : motion_latents.shape[1]] = add_noise(motion_latents, fresh, t)
+        if clean_motion or fresh is None:
+            latent[:, :count] = motion_latents
+        else:
+            latent[:, :count] = add_noise(motion_latents, fresh, t)
 
     pin(timesteps[0])
     steps = len(timesteps) - 1

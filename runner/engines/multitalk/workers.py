@@ -26,6 +26,8 @@ class LoadSpec:
     loras: tuple[tuple[Path, float], ...] = ()
     offload: str = "none"  # none | model | sequential (engine.OFFLOAD_MODES)
     shard: bool = False  # FSDP-shard the blocks over all ranks (bf16 that does not fit one GPU)
+    dubbing: bool = False  # InfiniteTalk's weights (a source video) instead of MultiTalk's
+    persons: int = 1  # speakers: which InfiniteTalk weights (single/ or multi/)
 
 
 def load_rank_transformer(spec: LoadSpec, device: Any) -> Any:
@@ -51,8 +53,18 @@ def load_rank_transformer(spec: LoadSpec, device: Any) -> Any:
         def on_block(name: str, block: Any) -> None:
             shard_block(block, mesh)
 
+    audio_file = files.audio_weights(spec.dubbing, spec.persons)
+    if audio_file is None:
+        raise RuntimeError("InfiniteTalk weights missing: " + "; ".join(files.dubbing_problems))
     transformer = load_transformer(
-        files, dtype, target, spec.precision, spec.loras, compute_device=device, on_block=on_block
+        files,
+        dtype,
+        target,
+        spec.precision,
+        spec.loras,
+        compute_device=device,
+        on_block=on_block,
+        audio_file=audio_file,
     )
     if spec.shard:
         transformer.block_residency = ShardedBlocks(transformer.block_pairs())
