@@ -26,7 +26,6 @@ from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Engine, Image, Ren
 from multitalk.runner.engines.registry import ENGINES, create_engine
 from multitalk.runner.errors import EngineUnavailable, InvalidInput
 from multitalk.runner.faults import FaultPoint, crash_point
-from multitalk.runner.video_source import SourceVideo
 from multitalk.runner.image import check_bbox, fitted_box, load_portrait, upright_size
 from multitalk.runner.outputs import Publisher, poster_frame, sha256_file
 from multitalk.runner.progress import Windows
@@ -34,6 +33,7 @@ from multitalk.runner.request import RenderRequest, canonical_hash
 from multitalk.runner.result import AudioReport, EngineReport, OutputReport, ResumeReport, RunResult, Timings
 from multitalk.runner.resume import Checkpoints, RenderIdentity, open_scratch
 from multitalk.runner.storage import read_input
+from multitalk.runner.video_source import SourceVideo
 
 MAX_AUDIO_BYTES = 200 * 1024 * 1024  # 10 min of 48 kHz stereo 16-bit PCM fits
 MAX_IMAGE_BYTES = 40 * 1024 * 1024

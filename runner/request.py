@@ -324,10 +324,7 @@ class RenderRequest(ApiModel):
             field_path=".sourceVideo",
         ),
         Rule(
-            cel=(
-                "size(self.speakers) < 2 || has(self.image) || has(self.sourceVideo)"
-                " || self.engine == 'placeholder'"
-            ),
+            cel=("size(self.speakers) < 2 || has(self.image) || has(self.sourceVideo) || self.engine == 'placeholder'"),
             holds=lambda r: (
                 len(r.speakers) < 2 or r.image is not None or r.source_video is not None or r.engine == "placeholder"
             ),

@@ -69,7 +69,7 @@ def _rotation(stream: av.video.stream.VideoStream, frame: av.VideoFrame | None =
                 degrees = -float(tag)  # the old tag is clockwise
             except ValueError:
                 degrees = 0.0
-    return int(round(degrees / 90.0)) % 4 * 90
+    return round(degrees / 90.0) % 4 * 90
 
 
 def _open(data: bytes) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -122,7 +122,7 @@ def probe(data: bytes) -> SourceInfo:
 
 def _upright(frame: av.VideoFrame) -> PILImage.Image:
     image = frame.to_image()  # RGB
-    rotation = int(round(float(frame.rotation or 0) / 90.0)) % 4 * 90
+    rotation = round(float(frame.rotation or 0) / 90.0) % 4 * 90
     # PIL rotates counter-clockwise for positive angles, as the display matrix does.
     return image.rotate(rotation, expand=True) if rotation else image
 
