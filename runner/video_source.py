@@ -121,7 +121,7 @@ def probe(data: bytes) -> SourceInfo:
 
 
 def _upright(frame: av.VideoFrame) -> PILImage.Image:
-    image = frame.to_image()  # RGB
+    image: PILImage.Image = frame.to_image()  # type: ignore[no-untyped-call]  # RGB; PyAV leaves it untyped
     rotation = round(float(frame.rotation or 0) / 90.0) % 4 * 90
     # PIL rotates counter-clockwise for positive angles, as the display matrix does.
     return image.rotate(rotation, expand=True) if rotation else image
