@@ -31,6 +31,7 @@ from multitalk.runner.request import REQUEST_ENV
 from multitalk.runner.resume import SCRATCH_DIR
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+RUNNER = [sys.executable, "-m", "multitalk.runner.cli"]
 WINDOW = 81
 VIDEO = {"width": 640, "height": 480, "fps": 25, "durationSeconds": 60.0}
 FRAMES = 1500
@@ -97,6 +98,7 @@ def uninterrupted(cluster: Cluster, ns: str, job: str, s3: S3Server, tmp: Path) 
 
 def assert_resumed(status: dict[str, Any], windows_before: int) -> None:
     resume = status["resume"]
+    print(f"checkpointed before the disruption: {windows_before} windows; status.resume: {resume}")
     assert resume["windowsTotal"] == resume["windowsDone"] == 19 and resume["windowFrames"] == WINDOW
     frame = resume["resumedFromFrame"]
     assert frame % WINDOW == 0 and windows_before * WINDOW <= frame < FRAMES, resume
