@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from chart.pod_security import restricted_violations
 from kmock_cluster import Cluster
 from kmock_harness import tv_path, write_kubeconfig
 from test_job_builder import tv
@@ -73,6 +74,7 @@ def test_cleanup_job_is_small_non_root_tokenless_and_expires() -> None:
     for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "runtimeClassName"):
         assert key not in pod
     assert job_builder.KUEUE_QUEUE_LABEL not in job["metadata"]["labels"]
+    assert restricted_violations(pod) == []  # Pod Security "restricted", as the render's pod
 
 
 def test_cleanup_job_is_not_taken_for_the_render() -> None:
