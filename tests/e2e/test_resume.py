@@ -104,15 +104,30 @@ def assert_resumed(status: dict[str, Any], windows_before: int) -> None:
     assert frame % WINDOW == 0 and windows_before * WINDOW <= frame < FRAMES, resume
 
 
+@pytest.mark.parametrize("how", ["delete", "evict"])
 def test_a_deleted_runner_pod_is_replaced_and_the_next_pod_resumes(
-    cluster: Cluster, operator: dict[str, Any], render_namespace: str, gpu_node: TestNode, s3: S3Server, tmp_path: Path
+    cluster: Cluster,
+    operator: dict[str, Any],
+    render_namespace: str,
+    gpu_node: TestNode,
+    s3: S3Server,
+    tmp_path: Path,
+    how: str,
 ) -> None:
+    """Deleted (as a person or a controller would) or evicted (as a drain does: the API server
+    marks the pod DisruptionTarget). An eviction does not count against backoffLimit, so the
+    render survives it with backoffLimit 0."""
     ns = render_namespace
-    apply(cluster, ns, long_render("preempted", ns, backoffLimit=2))
+    apply(cluster, ns, long_render("preempted", ns, backoffLimit=1 if how == "delete" else 0))
     job = eventually(lambda: jobs_of(cluster, ns), 60, "the Job")[0].metadata.name
     eventually(lambda: len(checkpoints(s3, ns)) >= 2, 180, "two windows checkpointed")
     [pod] = running_pods(cluster, ns, job)
-    client.CoreV1Api(cluster.api).delete_namespaced_pod(pod.metadata.name, ns)  # as a drain or preemption would
+    core = client.CoreV1Api(cluster.api)
+    if how == "delete":
+        core.delete_namespaced_pod(pod.metadata.name, ns)
+    else:
+        eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=ns))
+        core.create_namespaced_pod_eviction(pod.metadata.name, ns, eviction)
     windows_before = len(checkpoints(s3, ns))
 
     status = wait_phase(cluster, ns, "preempted", ("Succeeded", "Failed"), timeout=300)["status"]
@@ -120,7 +135,8 @@ def test_a_deleted_runner_pod_is_replaced_and_the_next_pod_resumes(
     assert_resumed(status, windows_before)
     runs = [run for run in gpu_node.exec_log if run[0].startswith(f"{ns}/")]
     assert len(runs) == 2 and runs[-1][2] == 0 and runs[0][0] != runs[-1][0], runs  # two pods, the second done
-    assert len(jobs_of(cluster, ns)) == 1
+    [finished] = jobs_of(cluster, ns)
+    assert finished.status.failed == (1 if how == "delete" else None), finished.status  # an eviction is not a failure
     assert scratch_keys(s3, ns) == []  # published: the scratch is gone
     got = tmp_path / "got.mp4"
     s3.client().download_file(ns, "out/preempted.mp4", str(got))
