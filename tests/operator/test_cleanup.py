@@ -155,6 +155,11 @@ def cleanup_jobs(cluster: Cluster) -> list[dict[str, Any]]:
     return [j for j in jobs(cluster) if j["metadata"]["labels"].get(job_builder.LABEL_NAME) == job_builder.CLEANUP_NAME]
 
 
+def requests(cluster: Cluster) -> int:
+    """Every request the emulator has served so far."""
+    return sum(len(cluster[method]) for method in ("get", "post", "put", "patch", "delete"))
+
+
 def pods(cluster: Cluster) -> list[dict[str, Any]]:
     return cluster.objects_of("v1/pods", "media")
 
@@ -181,6 +186,7 @@ async def test_deleting_a_running_render_cleans_up_once_its_pod_is_gone(
     last = the_tv(cluster)
     assert last["status"]["phase"] == Phase.RUNNING
     assert (await cluster.delete(tv_path(*KEY))).status == 200
+    before = requests(cluster)
     reconciler.on_talkingvideo(KEY, last, deleted=True)
     await settled(reconciler)
     assert cleanup_jobs(cluster) == [], "the runner may still write a checkpoint"
@@ -190,6 +196,7 @@ async def test_deleting_a_running_render_cleans_up_once_its_pod_is_gone(
     reconciler.on_pod(KEY, pod, deleted=True)  # then its pod, once the kubelet has stopped it
     await settled(reconciler)
 
+    assert requests(cluster) == before + 1  # the clean-up costs its Job's create, nothing else
     [made] = cleanup_jobs(cluster)
     for server_field in ("uid", "creationTimestamp", "resourceVersion", "generation"):
         made["metadata"].pop(server_field, None)
@@ -214,13 +221,14 @@ async def test_a_succeeded_render_costs_no_request_on_deletion(cluster: Cluster,
     await settled(reconciler)
     last = the_tv(cluster)
     assert last["status"]["phase"] == Phase.SUCCEEDED
-    creates = job_creates(cluster)
     assert (await cluster.delete(tv_path(*KEY))).status == 200
+    before = requests(cluster)
     reconciler.on_talkingvideo(KEY, last, deleted=True)
     reconciler.on_job(KEY, job, deleted=True)
     reconciler.on_pod(KEY, pod, deleted=True)
     await settled(reconciler)
-    assert job_creates(cluster) == creates and cleanup_jobs(cluster) == []
+    assert requests(cluster) == before, "issue 11's budget: nothing on the normal path"
+    assert cleanup_jobs(cluster) == []
     assert KEY not in reconciler.objects
 
 
