@@ -43,6 +43,11 @@ SCRATCH_DIR = ".multitalk-resume"  # next to the output; the lifecycle rule expi
 FORMAT = 1
 _LENGTH = 4  # bytes of each frame's length prefix in the data
 ZLIB_LEVEL = 1  # differences are mostly zeros: level 1 already packs them 10-15x (lite, 480x480)
+# Checkpoints are best-effort and written on the render's thread: against storage that stops
+# answering (a brownout: no reset, no refusal) the default client (60 s x 4 attempts) held
+# the render up for over 5 minutes per window (tests/runner/test_resume_outage.py).
+SCRATCH_TIMEOUT_SECONDS = 15.0
+SCRATCH_ATTEMPTS = 2
 
 
 def scratch_uri(output_uri: str, request_sha256: str) -> str:
@@ -303,7 +308,7 @@ class S3Scratch:
 def open_scratch(output_uri: str, storage: StorageSpec, request_sha256: str) -> Scratch:
     uri = scratch_uri(output_uri, request_sha256)
     if uri_scheme(output_uri) == "s3":
-        return S3Scratch(uri, s3_client(storage))
+        return S3Scratch(uri, s3_client(storage, read_timeout=SCRATCH_TIMEOUT_SECONDS, attempts=SCRATCH_ATTEMPTS))
     return LocalScratch(uri)
 
 

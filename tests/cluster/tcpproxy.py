@@ -6,6 +6,8 @@ arms a cut inside one HTTP request whose request line contains `marker` (a key):
 head and half of its body have been forwarded, both sides are closed there, so the server
 receives a torn upload and the client a reset, as when a node's network or the storage goes
 away mid-PUT; a request without a body (a GET) is cut before it reaches the server.
+`stall_at_request(marker)` instead stops all traffic at that request's head, connections
+open and nothing answered (a storage brownout, a black-holed route), until `restore()`.
 """
 
 from __future__ import annotations
@@ -15,15 +17,22 @@ import re
 import socket
 import threading
 from dataclasses import dataclass
+from enum import StrEnum
 
 _HEAD_END = b"\r\n\r\n"
 _LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+
+class Fault(StrEnum):
+    CUT = "cut"  # half-way through the body, then every connection reset and the port closed
+    STALL = "stall"  # from the head on nothing moves either way; new connections hang too
 
 
 @dataclass
 class _Armed:
     marker: bytes
     fired: threading.Event
+    fault: Fault
 
 
 class TcpProxy:
@@ -33,6 +42,8 @@ class TcpProxy:
         self._conns: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._armed: _Armed | None = None
+        self._flowing = threading.Event()  # cleared while stalled
+        self._flowing.set()
         self.port = 0
         self.restore()
 
@@ -41,7 +52,8 @@ class TcpProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def restore(self) -> None:
-        """Listen (again, on the same port once one was given)."""
+        """Let traffic flow; listen (again, on the same port once one was given)."""
+        self._flowing.set()
         with self._lock:
             if self._listener is not None:
                 return
@@ -73,11 +85,19 @@ class TcpProxy:
     def cut_mid_request(self, marker: str) -> threading.Event:
         """Cut everything half-way through the next request whose request line holds marker;
         the event is set once it has happened."""
-        armed = _Armed(marker.encode(), threading.Event())
+        armed = _Armed(marker.encode(), threading.Event(), Fault.CUT)
+        self._armed = armed
+        return armed.fired
+
+    def stall_at_request(self, marker: str) -> threading.Event:
+        """Stop all traffic when the next request whose request line holds marker arrives (its
+        head is held back too); the event is set once it has happened."""
+        armed = _Armed(marker.encode(), threading.Event(), Fault.STALL)
         self._armed = armed
         return armed.fired
 
     def close(self) -> None:
+        self._flowing.set()  # lets held threads run into the closed sockets and end
         self.cut()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -103,6 +123,7 @@ class TcpProxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while chunk := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(chunk)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
@@ -118,6 +139,7 @@ class TcpProxy:
         def send(segment: bytes) -> bool:
             """Forward; True once the armed cut's budget is spent."""
             nonlocal budget
+            self._flowing.wait()
             if budget is None:
                 server.sendall(segment)
                 return False
@@ -143,11 +165,15 @@ class TcpProxy:
                         if armed is not None and armed.marker in segment.split(b"\r\n", 1)[0]:
                             self._armed = None
                             fired = armed.fired
-                            if body_left <= 1:  # nothing to tear: the request never arrives
+                            if armed.fault is Fault.STALL:
+                                self._flowing.clear()
+                                fired.set()
+                            elif body_left <= 1:  # nothing to tear: the request never arrives
                                 self.cut()
                                 fired.set()
                                 return
-                            budget = len(segment) + body_left // 2
+                            else:
+                                budget = len(segment) + body_left // 2
                     if send(segment):
                         self.cut()
                         fired.set()

@@ -15,6 +15,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from multitalk.runner.resume import SCRATCH_DIR, data_name, manifest_name
 
 pytestmark = pytest.mark.slow
 KILLED = -signal.SIGKILL
+STALL_BOUND_SECONDS = 90  # the scratch client's timeouts and attempts (runner/resume.py), plus the render
 
 
 @pytest.fixture(scope="module")
@@ -166,5 +168,28 @@ def test_an_outage_while_restoring_resumes_from_what_was_read(
     assert fired.is_set()
     assert code == 0, stderr
     assert result is not None and result["resume"]["resumedFromFrame"] == WINDOW
+    assert_same_video(fetched(s3, f"{folder}/v.mp4", tmp_path), reference)
+    assert scratch_names(s3, folder) == set()
+
+
+def test_a_stalled_storage_holds_the_render_up_for_a_bounded_time(
+    media: Media, tmp_path: Path, s3: S3Server, proxy: TcpProxy, reference: Path
+) -> None:
+    """A brownout: window 1's data PUT gets no answer and neither does anything after it (no
+    reset, no refusal). Checkpoints are best-effort, so the runner gives the window up after
+    its scratch client's short timeouts instead of botocore's default patience, and the link
+    is back for the rest."""
+    folder = "outage-stall"
+    cmd = through(media, s3, proxy, f"{folder}/v.mp4")
+    fired = proxy.stall_at_request(data_name(1))
+    started = time.monotonic()
+    code, result, stderr = run_restoring_when(cmd, tmp_path, proxy, "window 1 was not checkpointed", s3.writer)
+    took = time.monotonic() - started
+    assert fired.is_set()
+    assert code == 0, stderr
+    assert "window 1 was not checkpointed" in stderr
+    print(f"render with a stalled checkpoint write: {took:.1f} s")
+    assert took < STALL_BOUND_SECONDS, f"the stall held the render up for {took:.0f} s"
+    assert result is not None and result["resume"]["resumedFromFrame"] == 0
     assert_same_video(fetched(s3, f"{folder}/v.mp4", tmp_path), reference)
     assert scratch_names(s3, folder) == set()
