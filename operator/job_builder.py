@@ -5,7 +5,8 @@ only without a Kueue queue (spec.suspend of the TalkingVideo; with a queue Kueue
 and may add node selectors); ownerReferences are added by the reconciler. Everything a
 user might tune is passed through from the spec, everything else is the secure default:
 restricted Pod Security, no API token, read-only root filesystem with an emptyDir for
-scratch.
+scratch. `build_cleanup_job` is the small Job that removes an unfinished render's resume
+checkpoints once its TalkingVideo is deleted (cleanup.py decides when).
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ LABEL_TV_UID = f"{api.GROUP}/talkingvideo-uid"
 ANNOTATION_TV_NAME = f"{api.GROUP}/talkingvideo"
 ANNOTATION_REQUEST_HASH = f"{api.GROUP}/request-sha256"
 ANNOTATION_GENERATION = f"{api.GROUP}/generation"
+# On a clean-up Job, the deleted TalkingVideo's name. Not ANNOTATION_TV_NAME: the watches
+# would take the clean-up Job and its pod for the render's.
+ANNOTATION_CLEANUP_OF = f"{api.GROUP}/cleanup-of"
+CLEANUP_NAME = "multitalk-cleanup"  # its app.kubernetes.io/name
+CLEANUP_SUFFIX = "-cleanup"
+CLEANUP_TTL_SECONDS = 600  # the Job and its pod go this long after it ends (kubectl logs until then)
+CLEANUP_DEADLINE_SECONDS = 600
+CLEANUP_BACKOFF_LIMIT = 3  # S3 hiccups; exits 2, 3 and 5 fail at once
+# Listing and deleting a prefix: Python with boto3, no GPU, no model.
+CLEANUP_RESOURCES = {"requests": {"cpu": "50m", "memory": "192Mi"}, "limits": {"memory": "512Mi"}}
 
 # Labels copied from a TalkingVideo to its Job and pod (plus settings.copy_label_keys).
 DEFAULT_COPY_LABELS = ("app.kubernetes.io/part-of", "team", "owner", "cost-center", "project")
@@ -49,15 +60,15 @@ SHM_SIZE = "8Gi"  # counted against the container's memory limit
 RANK_PORT = 29500  # the ranks rendezvous on the pod's loopback
 
 
-def job_name(tv_name: str, tv_uid: str) -> str:
-    """Deterministic child name: readable prefix + hash of the owner's identity.
+def job_name(tv_name: str, tv_uid: str, suffix: str = "") -> str:
+    """Deterministic child name: readable prefix + hash of the owner's identity (+ suffix).
 
     The uid makes a re-created TalkingVideo of the same name get a new Job instead of
     colliding with the old one's Job while the garbage collector removes it.
     """
     digest = hashlib.sha256(f"{tv_name}/{tv_uid}".encode()).hexdigest()[:8]
-    prefix = tv_name[: _MAX_NAME - len(digest) - 1].rstrip("-.")
-    return f"{prefix}-{digest}"
+    prefix = tv_name[: _MAX_NAME - len(digest) - 1 - len(suffix)].rstrip("-.")
+    return f"{prefix}-{digest}{suffix}"
 
 
 def request_json(spec: api.TalkingVideoSpec) -> str:
@@ -127,6 +138,14 @@ def _env(spec: api.TalkingVideoSpec, settings: OperatorSettings, model_path: str
     ]
     if model_path:
         env.append({"name": MODEL_DIR_ENV, "value": model_path})
+    env.extend(_storage_env(spec, settings))
+    env.extend(_rank_env(spec))
+    env.extend(var.wire() for var in spec.runner.env)
+    return env
+
+
+def _storage_env(spec: api.TalkingVideoSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = []
     secret = spec.storage.secret_ref.name if spec.storage.secret_ref else settings.storage_secret_name
     if secret:
         # The operator never reads the Secret: the kubelet resolves it for the pod.
@@ -138,9 +157,26 @@ def _env(spec: api.TalkingVideoSpec, settings: OperatorSettings, model_path: str
     region = spec.storage.region or settings.storage_region
     if region:
         env.append({"name": "AWS_REGION", "value": region})
-    env.extend(_rank_env(spec))
-    env.extend(var.wire() for var in spec.runner.env)
     return env
+
+
+_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _pod_security(settings: OperatorSettings) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.runner_run_as_user,
+        "runAsGroup": settings.runner_run_as_user,
+        "fsGroup": settings.runner_run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _container(spec: api.TalkingVideoSpec, settings: OperatorSettings, resources: dict[str, Any]) -> dict[str, Any]:
@@ -162,13 +198,7 @@ def _container(spec: api.TalkingVideoSpec, settings: OperatorSettings, resources
         "terminationMessagePath": TERMINATION_LOG,
         # A runner that dies before writing its result leaves the log tail instead.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": dict(_CONTAINER_SECURITY),
     }
 
 
@@ -187,13 +217,7 @@ def _pod_spec(spec: api.TalkingVideoSpec, settings: OperatorSettings) -> dict[st
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": settings.runner_run_as_user,
-            "runAsGroup": settings.runner_run_as_user,
-            "fsGroup": settings.runner_run_as_user,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _pod_security(settings),
         "containers": [_container(spec, settings, resources)],
         "volumes": volumes,
     }
@@ -273,4 +297,75 @@ def build_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: Opera
             },
         },
         "spec": _job_spec(spec, settings, queue, template),
+    }
+
+
+def build_cleanup_job(tv: Mapping[str, Any], spec: api.TalkingVideoSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """The Job that removes the resume checkpoints of a deleted TalkingVideo's unfinished render:
+    `multitalk-runner clean-scratch` in the runner image with the render's request and storage
+    (the operator holds no S3 credentials; the kubelet hands the Secret to this pod as to the
+    render's). No owner (the TalkingVideo is gone), so ttlSecondsAfterFinished removes it; no
+    queue, GPU, model cache, node selector or tolerations: it is a small CPU pod."""
+    meta = tv.get("metadata", {})
+    name, namespace, uid = meta["name"], meta.get("namespace"), meta.get("uid", "")
+    labels = {
+        **copied_labels(meta.get("labels"), settings.copy_label_keys),
+        LABEL_NAME: CLEANUP_NAME,
+        LABEL_MANAGED_BY: MANAGER,
+        LABEL_TV_UID: uid,
+    }
+    env = [
+        {"name": REQUEST_ENV, "value": request_json(spec)},
+        {"name": "HOME", "value": SCRATCH_PATH},
+        {"name": "TMPDIR", "value": SCRATCH_PATH},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        *_storage_env(spec, settings),
+        *(var.wire() for var in spec.runner.env),  # a CA bundle or proxy for S3 may be set here
+    ]
+    container = {
+        "name": CONTAINER,
+        "image": spec.runner.image or settings.runner_image,
+        "imagePullPolicy": settings.runner_image_pull_policy,
+        "command": ["multitalk-runner", "clean-scratch"],
+        "env": env,
+        "resources": CLEANUP_RESOURCES,
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_PATH}],
+        "securityContext": dict(_CONTAINER_SECURITY),
+    }
+    pod_spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(settings),
+        "containers": [container],
+        "volumes": [{"name": "scratch", "emptyDir": {}}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(name, uid, CLEANUP_SUFFIX),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {ANNOTATION_CLEANUP_OF: name, ANNOTATION_REQUEST_HASH: request_hash(spec)},
+        },
+        "spec": {
+            "suspend": False,
+            "backoffLimit": CLEANUP_BACKOFF_LIMIT,
+            "activeDeadlineSeconds": CLEANUP_DEADLINE_SECONDS,
+            "ttlSecondsAfterFinished": CLEANUP_TTL_SECONDS,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": CONTAINER,
+                            "operator": "In",
+                            "values": [int(code) for code in PERMANENT_EXIT_CODES],
+                        },
+                    },
+                ]
+            },
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
     }

@@ -48,6 +48,7 @@ class ApiCall(StrEnum):
     GET_JOB = "get_job"
     PATCH_JOB = "patch_job"
     DELETE_JOB = "delete_job"
+    CREATE_CLEANUP_JOB = "create_cleanup_job"  # a deleted object's checkpoints (cleanup.py)
     LIST_PODS = "list_pods"
     POD_LOG = "pod_log"
     POST_EVENT = "post_event"

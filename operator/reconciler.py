@@ -19,6 +19,9 @@ API traffic (docs/design.md has the figures):
   has not echoed yet, and the status is patched only when it changed.
 - The resync recomputes from the mirrors (time-based transitions: the pending deadline);
   it makes no request of its own.
+- Deletion: no finalizer. The DELETED event decides (cleanup.py) whether the render may have
+  left resume checkpoints; if so its Job and pods stay mirrored until the garbage collector
+  has removed them, and then one clean-up Job is created (nothing on the normal path).
 - Progress without API access for the runner: while a pod runs, every
   `progress_poll_seconds` one small log read parses its last JSON progress line
   (runner/progress.py). The runner needs no token and no network path to the operator.
@@ -37,6 +40,7 @@ from typing import Any, TypeVar, cast
 import kopf
 
 from multitalk.operator import api, job_builder, metrics, mirror
+from multitalk.operator.cleanup import PendingCleanup, cleanup_for
 from multitalk.operator.conditions import ApiFailure, Event
 from multitalk.operator.kube import ApiError, Kube
 from multitalk.operator.mirror import JobBody, PodBody, TalkingVideoBody
@@ -80,6 +84,9 @@ class ObjectState:
     # What the last reconcile could not do: the resync retries it (even on a terminal
     # object), and a failure is reported once, not at every retry.
     failed_calls: tuple[ApiFailure, ...] = ()
+    # Clean-ups of deleted objects of this name (by their uid), each waiting for its render's
+    # Job and pods to be gone.
+    cleanups: dict[str, PendingCleanup] = field(default_factory=dict)
 
     def status(self) -> TalkingVideoStatus:
         if self.written is not None:
@@ -109,7 +116,7 @@ class Reconciler:
 
     def on_talkingvideo(self, key: Key, body: Any, deleted: bool) -> None:
         if deleted:
-            self._forget(key)  # the garbage collector removes Job and pods
+            self._deleted(key, body)  # the garbage collector removes Job and pods
             return
         state = self._state(key)
         state.tv = mirror.talkingvideo(body, with_status=state.written is None)
@@ -145,6 +152,30 @@ class Reconciler:
             state.pods[uid] = mirror.pod(body)
         self._settle(key, state)
 
+    def _deleted(self, key: Key, body: Any) -> None:
+        """Forget the object; keep mirroring its Job and pods when a clean-up waits for them."""
+        old = self.objects.get(key)
+        self._forget(key)
+        if not self.settings.cleanup_on_delete:
+            return
+        body = dict(body or {})
+        uid = str((body.get("metadata") or {}).get("uid") or "")
+        # The DELETED event carries the last stored status (our last write included).
+        status = read_status(body.get("status")) if body.get("status") else (old.status() if old else read_status(None))
+        # A runner ran: one of its pods is mirrored, or its Job started (it has made a pod).
+        runner_seen = old is not None and (
+            bool(_pods_of(old, uid)) or any(job["status"].get("startTime") for job in _job_of(old, uid))
+        )
+        plan = cleanup_for(body, status, runner_seen, self.settings)
+        if plan is None and not (old and old.cleanups):
+            return
+        state = self._state(key)
+        if old is not None:  # what the watches still report about the children
+            state.job, state.pods, state.pods_known, state.cleanups = old.job, old.pods, old.pods_known, old.cleanups
+        if plan is not None:
+            state.cleanups[plan.uid] = plan
+        self._settle(key, state)
+
     def _forget(self, key: Key) -> None:
         self.objects.pop(key, None)
         self.phases.set(key, None)
@@ -154,10 +185,23 @@ class Reconciler:
         return self.objects.setdefault(key, ObjectState())
 
     def _settle(self, key: Key, state: ObjectState) -> None:
+        for uid in [uid for uid in state.cleanups if not _job_of(state, uid) and not _pods_of(state, uid)]:
+            self._spawn(self._create_cleanup(key[0], state.cleanups.pop(uid)))
         if state.tv is not None:
             self.nudge(key)
-        elif state.job is None and not state.pods:
+        elif state.job is None and not state.pods and not state.cleanups:
             self.objects.pop(key, None)  # children of a TalkingVideo already gone: all deleted now
+
+    async def _create_cleanup(self, namespace: str, plan: PendingCleanup) -> None:
+        """One request; a failure is logged, not retried: the lifecycle rule is the backstop."""
+        name = plan.manifest["metadata"]["name"]
+        try:
+            await self._call(ApiCall.CREATE_CLEANUP_JOB, self.kube.create_job(namespace, plan.manifest))
+        except ApiError as exc:
+            if exc.status != 409:  # 409: made already (the same DELETED event seen twice)
+                log.warning("could not create clean-up Job %s/%s: %s", namespace, name, exc)
+            return
+        log.info("created clean-up Job %s/%s", namespace, name)
 
     # --- scheduling --------------------------------------------------------------------------
 
@@ -437,6 +481,18 @@ class Reconciler:
                         meta["name"],
                         exc.status,
                     )
+
+
+def _job_of(state: ObjectState, uid: str) -> list[JobBody]:
+    """The mirrored Job of the TalkingVideo with this uid (its label), if that is the one mirrored."""
+    job = state.job
+    if job is None or (job["metadata"].get("labels") or {}).get(job_builder.LABEL_TV_UID) != uid:
+        return []
+    return [job]
+
+
+def _pods_of(state: ObjectState, uid: str) -> list[PodBody]:
+    return [p for p in state.pods.values() if (p["metadata"].get("labels") or {}).get(job_builder.LABEL_TV_UID) == uid]
 
 
 def _may_have_pods(job: JobBody) -> bool:

@@ -48,6 +48,9 @@ class OperatorSettings(BaseSettings):
     runner_run_as_user: int = 10001
     # Bytes of the running pod's log read for the progress line.
     progress_log_bytes: int = 4096
+    # A deleted TalkingVideo whose render did not finish gets a Job that removes its resume
+    # checkpoints (operator/cleanup.py); off: only the storage's lifecycle rule expires them.
+    cleanup_on_delete: bool = True
     # Extra label keys (beyond the built-in allow-list) copied from a TalkingVideo to its Job.
     copy_label_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -1,4 +1,4 @@
-"""`multitalk-runner render|check`: the runner's command line and its exit-code contract."""
+"""`multitalk-runner render|check|clean-scratch`: the runner's command line and its exit-code contract."""
 
 from __future__ import annotations
 
@@ -75,7 +75,35 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[name for name in get_args(EngineName) if name != "auto"],
         help="exit 4 unless ENGINE (multitalk, lite or placeholder) is available here (`helm test` uses this)",
     )
+    k = sub.add_parser(
+        "clean-scratch",
+        help="remove the resume checkpoints a request's unfinished render left (the operator's clean-up Job)",
+        description=(
+            "Remove <folder of output.uri>/.multitalk-resume/<request sha256>/ for the request from --request FILE, "
+            "else MULTITALK_REQUEST. Exit codes: 0 removed (or nothing there), 1 retryable (storage unreachable), "
+            "2 usage, 3 invalid request, 5 storage refused."
+        ),
+    )
+    k.add_argument("--request", metavar="FILE", help="render request JSON (camelCase fields, as in the TalkingVideo)")
     return parser
+
+
+def _clean_scratch(args: argparse.Namespace) -> int:
+    """No result file: the clean-up Job's outcome is its exit code and stderr (nobody reads a status)."""
+    from multitalk.runner.request import REQUEST_ENV
+    from multitalk.runner.resume import remove_scratch
+
+    try:
+        data = _base_request(args)
+        if not data:
+            raise UsageError(f"give --request FILE or {REQUEST_ENV}")
+        uri = remove_scratch(validate_request(data))
+    except RunnerError as exc:
+        where = f"{exc.field}: " if exc.field else ""
+        print(f"multitalk-runner: error ({exc.reason}): {where}{exc.message}", file=sys.stderr)
+        return int(exc.exit_code)
+    print(json.dumps({"event": "scratch-removed", "scratch": uri}, separators=(",", ":")))
+    return int(ExitCode.OK)
 
 
 def _model_dir(arg: str | None) -> Path:
@@ -283,6 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"multitalk-runner: engine {args.require} is not available: {reason}", file=sys.stderr)
             return int(ExitCode.ENGINE_UNAVAILABLE)
         return int(ExitCode.OK)
+    if args.command == "clean-scratch":
+        termination.release()  # nothing to unwind: a SIGTERM ends it, the Job retries
+        return _clean_scratch(args)
     return _render(args, termination, started)
 
 

@@ -34,14 +34,20 @@ import numpy as np
 from pydantic import ValidationError
 
 from multitalk.runner.encode import Planes
+from multitalk.runner.errors import Retryable
 from multitalk.runner.outputs import poster_frame
-from multitalk.runner.request import ApiModel, StorageSpec, uri_scheme
-from multitalk.runner.storage import S3Location, local_path, s3_client
+from multitalk.runner.request import ApiModel, RenderRequest, StorageSpec, canonical_hash, uri_scheme
+from multitalk.runner.storage import S3Location, local_path, s3_client, s3_error
 
 SCRATCH_DIR = ".multitalk-resume"  # next to the output; the lifecycle rule expires it (docs/runner.md)
 FORMAT = 1
 _LENGTH = 4  # bytes of each frame's length prefix in the data
 ZLIB_LEVEL = 1  # differences are mostly zeros: level 1 already packs them 10-15x (lite, 480x480)
+# Checkpoints are best-effort and written on the render's thread: against storage that stops
+# answering (a brownout: no reset, no refusal) the default client (60 s x 4 attempts) held
+# the render up for over 5 minutes per window (tests/runner/test_resume_outage.py).
+SCRATCH_TIMEOUT_SECONDS = 15.0
+SCRATCH_ATTEMPTS = 2
 
 
 def scratch_uri(output_uri: str, request_sha256: str) -> str:
@@ -302,8 +308,23 @@ class S3Scratch:
 def open_scratch(output_uri: str, storage: StorageSpec, request_sha256: str) -> Scratch:
     uri = scratch_uri(output_uri, request_sha256)
     if uri_scheme(output_uri) == "s3":
-        return S3Scratch(uri, s3_client(storage))
+        return S3Scratch(uri, s3_client(storage, read_timeout=SCRATCH_TIMEOUT_SECONDS, attempts=SCRATCH_ATTEMPTS))
     return LocalScratch(uri)
+
+
+def remove_scratch(request: RenderRequest) -> str:
+    """Remove the checkpoints of this request's render (`multitalk-runner clean-scratch`, which
+    the operator runs when a TalkingVideo whose render did not finish is deleted); its URI.
+    Storage that refuses is StorageRefused (exit 5), unreachable storage Retryable (exit 1)."""
+    scratch = open_scratch(request.output.uri, request.storage, canonical_hash(request))
+    try:
+        scratch.remove()
+    except ScratchError as exc:
+        cause = exc.__cause__
+        if isinstance(scratch, S3Scratch) and isinstance(cause, Exception):
+            raise s3_error(cause, "output.uri", scratch.uri) from exc  # denied: 5, unreachable: 1
+        raise Retryable(str(exc), "output.uri") from exc
+    return scratch.uri
 
 
 def warn(message: str) -> None:

@@ -46,15 +46,15 @@ class S3Location:
         return f"s3://{self.bucket}/{self.key}"
 
 
-def s3_client(spec: StorageSpec) -> Any:
+def s3_client(spec: StorageSpec, read_timeout: float = 60, attempts: int = 4) -> Any:
     """A boto3 client for the request's endpoint; credentials come from the usual AWS environment."""
     import boto3
     from botocore.config import Config
 
     config = Config(
-        retries={"max_attempts": 4, "mode": "standard"},  # transient errors: exponential backoff
+        retries={"max_attempts": attempts, "mode": "standard"},  # transient errors: exponential backoff
         connect_timeout=5,
-        read_timeout=60,
+        read_timeout=read_timeout,  # the socket timeout of every send and receive
         s3={"addressing_style": "path"} if spec.endpoint else None,
     )
     return boto3.client("s3", endpoint_url=spec.endpoint, region_name=spec.region, config=config)

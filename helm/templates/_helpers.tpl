@@ -143,6 +143,8 @@ seccompProfile:
   value: {{ .Values.runner.runAsUser | quote }}
 - name: MULTITALK_PROGRESS_LOG_BYTES
   value: {{ .Values.operator.progressLogBytes | quote }}
+- name: MULTITALK_CLEANUP_ON_DELETE
+  value: {{ .Values.operator.cleanupOnDelete | quote }}
 - name: MULTITALK_COPY_LABEL_KEYS
   value: {{ join "," .Values.copyLabelKeys | quote }}
 {{- end }}

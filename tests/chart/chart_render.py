@@ -41,6 +41,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "watchServerTimeout": 120,
             "watchClientTimeout": 150,
             "progressLogBytes": 8192,
+            "cleanupOnDelete": False,
             "extraEnv": [{"name": "KOPF_LOG_FORMAT", "value": "json"}],
         },
         "metrics": {"port": 9090, "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},

@@ -120,6 +120,7 @@ def test_full_values_reach_the_operator_settings(monkeypatch: pytest.MonkeyPatch
     assert (settings.watch_server_timeout, settings.watch_client_timeout) == (120, 150)
     assert settings.copy_label_keys == ["team", "example.com/cost-center"]
     assert (settings.runner_run_as_user, settings.progress_log_bytes) == (10001, 8192)
+    assert settings.cleanup_on_delete is False
 
 
 def test_default_values_leave_optional_settings_unset(monkeypatch: pytest.MonkeyPatch) -> None:
