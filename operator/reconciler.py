@@ -180,8 +180,8 @@ class Reconciler:
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         # A fresh context, not the kopf handler's that scheduled it: kopf's context variables
-        # hold the watch event (its whole body) for as long as the task lives; a burst of
-        # 1,000 new objects waiting for their Jobs held 1,000 bodies (most of the peak RSS).
+        # hold the watch event (its whole body) for as long as the task lives, and at a
+        # burst each object waiting for a slot held one.
         task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
