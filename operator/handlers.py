@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -31,13 +32,29 @@ PODS = ("v1", "pods")
 OURS = {job_builder.LABEL_MANAGED_BY: job_builder.MANAGER}
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: only on.event handlers here, which never read one.
+
+    kopf builds the "essence" of every watch event for the diff of on.create/update
+    handlers: a deep copy of the whole body (twice, with the progress storage's cleaning).
+    That was most of kopf's CPU per event, a fifth of the operator's at 1,000 objects.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 def kopf_settings(ours: OperatorSettings) -> kopf.OperatorSettings:
     """kopf's settings: our own annotation prefix, watch timeouts, server-side selectors."""
     settings = kopf.OperatorSettings()
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=api.GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.finalizer = f"{api.GROUP}/finalizer"  # never added: no deletion handlers
     settings.watching.server_timeout = ours.watch_server_timeout
     settings.watching.client_timeout = ours.watch_client_timeout

@@ -30,13 +30,15 @@ API traffic (docs/design.md has the figures):
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+import aiohttp
 import kopf
 
 from multitalk.operator import api, job_builder, metrics, mirror
@@ -60,6 +62,9 @@ T = TypeVar("T")
 RECONCILE_DELAY_SECONDS = 0.5
 # Concurrent API requests (and client threads, and pooled connections).
 API_CONCURRENCY = 8
+# Resync and progress reconciles in flight at once: a resync of 1,000 objects queued at
+# once on the reconcile slots would delay every watch-triggered reconcile behind it.
+BACKGROUND_CONCURRENCY = 2
 
 
 @dataclass
@@ -78,7 +83,7 @@ class ObjectState:
     phase: Phase | None = None
     terminal: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    queued: bool = False  # a coalesced reconcile is scheduled
+    queued: bool = False  # a reconcile is scheduled that has not read the mirrors yet
     last_resync: float = 0.0  # monotonic
     last_progress: float = 0.0
     # What the last reconcile could not do: the resync retries it (even on a terminal
@@ -108,7 +113,11 @@ class Reconciler:
         self._api_slots = asyncio.Semaphore(API_CONCURRENCY)
         # Reconciles in flight: each holds its intermediate objects (a Job manifest, the
         # status) while it waits for the API; a burst of 1,000 must not hold them all.
+        # Objects with a Job have slots of their own: a Job's completion must not wait
+        # behind a burst of new objects whose Jobs are still to be created.
         self._reconcile_slots = asyncio.Semaphore(2 * API_CONCURRENCY)
+        self._create_slots = asyncio.Semaphore(2 * API_CONCURRENCY)
+        self._background_slots = asyncio.Semaphore(BACKGROUND_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._event_slots = asyncio.Semaphore(8)
 
@@ -213,14 +222,16 @@ class Reconciler:
         state.queued = True
         self._spawn(self._coalesced(key, state))
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        # A fresh context, not the kopf handler's that scheduled it: kopf's context variables
+        # hold the watch event (its whole body) for as long as the task lives, and at a
+        # burst each object waiting for a slot held one.
+        task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _coalesced(self, key: Key, state: ObjectState) -> None:
         await asyncio.sleep(RECONCILE_DELAY_SECONDS)
-        state.queued = False
         await self._guarded(key, read_progress=False)
 
     async def _guarded(self, key: Key, read_progress: bool) -> None:
@@ -262,7 +273,14 @@ class Reconciler:
                 elif now - state.last_resync >= self.settings.resync_seconds:
                     due.append((key, False))
             if due:
-                await asyncio.gather(*(self._guarded(key, progress) for key, progress in due))
+                await asyncio.gather(*(self._in_background(key, progress, now) for key, progress in due))
+
+    async def _in_background(self, key: Key, read_progress: bool, chosen: float) -> None:
+        async with self._background_slots:
+            state = self.objects.get(key)
+            if state is None or (not read_progress and state.last_resync >= chosen):
+                return  # gone, or reconciled by a watch event while it waited
+            await self._guarded(key, read_progress)
 
     # --- one reconcile -----------------------------------------------------------------------
 
@@ -270,7 +288,11 @@ class Reconciler:
         state = self.objects.get(key)
         if state is None or state.tv is None:
             return None
-        async with self._reconcile_slots, state.lock:
+        slots = self._reconcile_slots if state.job is not None else self._create_slots
+        async with slots, state.lock:
+            # Triggers that arrived while this waited for a slot are read now; later ones
+            # schedule a reconcile of their own.
+            state.queued = False
             started = time.perf_counter()
             try:
                 return await self._reconcile(key, state, read_progress)
@@ -473,13 +495,14 @@ class Reconciler:
                     await self._call(
                         ApiCall.POST_EVENT, self.kube.post_event(tv, event.type, event.reason, event.message)
                     )
-                except ApiError as exc:  # an event is not worth failing anything
+                # An event is not worth failing anything (nor, timed out, an unread task error).
+                except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
                     log.warning(
                         "could not post event %s on %s/%s: %s",
                         event.reason,
                         meta["namespace"],
                         meta["name"],
-                        exc.status,
+                        exc.status if isinstance(exc, ApiError) else repr(exc),
                     )
 
 
