@@ -114,5 +114,11 @@ class Engine(ABC):
         and its index."""
         return b""
 
+    def check_state(self, state: bytes, start: int) -> str | None:
+        """Why a checkpointed window_state() cannot resume at frame `start` (None: it can). Asked of
+        each restored window before it is used, so a state this engine refuses ends the restore
+        there rather than failing the render."""
+        return None
+
     def close(self) -> None:
         """Release models and native resources; the runner calls it once, after the last frame or on failure."""
