@@ -29,46 +29,56 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_cache.build(tmp_path_factory.mktemp("models"))
 
 
-@pytest.fixture(scope="module")
-def engine(cache: Path) -> Iterator[tuple[MultiTalkEngine, RenderInputs]]:
+class Source:
+    """A source video of a few seeded frames on the output grid (a dub); its last frame past its end."""
+
+    def __init__(self, count: int) -> None:
+        rng = np.random.default_rng(8)
+        self.images = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(count)]
+
+    def frame(self, index: int) -> Image:
+        return self.images[min(index, len(self.images) - 1)]
+
+
+def prepared(cache: Path, seconds: float, source: Source | None) -> tuple[MultiTalkEngine, RenderInputs]:
+    """The engine loaded and prepared for a one-speaker 64x64 render at 25 fps, as the runner does."""
     with pytest.MonkeyPatch.context() as mp:
         for key, value in CPU_ENV.items():
             mp.setenv(key, value)
         engine = MultiTalkEngine(cache)
-    speech = tiny.speech(SECONDS).numpy()
+    speech = tiny.speech(seconds).numpy()
+    picture = {"sourceVideo": "source.mp4"} if source is not None else {"image": "face.png"}
     request = RenderRequest.model_validate(
         {
             "engine": "multitalk",
-            "image": "face.png",
+            **picture,
             "speakers": [{"audio": "a.wav"}],
             "video": {"width": 64, "height": 64, "fps": 25},
             "sampling": {"steps": 2, "seed": 4, "textGuidance": 1.0},
             "output": {"uri": "out/render.mp4"},
         }
     )
-    rng = np.random.default_rng(3)
+    image = source.frame(0) if source is not None else np.random.default_rng(3).integers(0, 255, (64, 64, 3), np.uint8)
     inputs = RenderInputs(
         request=request,
-        image=rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
+        image=image,
         speech=(speech,),
         mix=speech,
         width=64,
         height=64,
         fps=25,
-        frames=round(SECONDS * 25),
+        frames=round(seconds * 25),
         duration_seconds=len(speech) / ENGINE_SAMPLE_RATE,
         model_dir=cache,
+        source=source,
     )
     engine.load(request)
     engine.prepare(inputs, lambda fraction: None)
-    yield engine, inputs
-    engine.close()
+    return engine, inputs
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(engine: tuple[MultiTalkEngine, RenderInputs]) -> tuple[list[Image], dict[int, bytes]]:
+def uninterrupted_render(eng: MultiTalkEngine, inputs: RenderInputs) -> tuple[list[Image], dict[int, bytes]]:
     """Every frame, and the state at each checkpoint (as the runner asks for it: after its window's last frame)."""
-    eng, inputs = engine
     frames: list[Image] = []
     states: dict[int, bytes] = {}
     for frame in eng.frames(inputs, lambda fraction: None):
@@ -76,6 +86,29 @@ def uninterrupted(engine: tuple[MultiTalkEngine, RenderInputs]) -> tuple[list[Im
         if len(frames) % eng.window_frames == 0 or len(frames) == inputs.frames:
             states[len(frames)] = eng.window_state()
     return frames, states
+
+
+def assert_resumes_bit_exact(
+    eng: MultiTalkEngine, inputs: RenderInputs, frames: list[Image], start: int, state: bytes
+) -> None:
+    resumed = list(eng.frames(inputs, lambda fraction: None, start=start, state=state))
+    assert len(resumed) == inputs.frames - start
+    differing = [
+        start + i for i, (a, b) in enumerate(zip(resumed, frames[start:], strict=True)) if not np.array_equal(a, b)
+    ]
+    assert not differing, f"frames {differing[:10]} differ after resuming at {start}"
+
+
+@pytest.fixture(scope="module")
+def engine(cache: Path) -> Iterator[tuple[MultiTalkEngine, RenderInputs]]:
+    eng, inputs = prepared(cache, SECONDS, None)
+    yield eng, inputs
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(engine: tuple[MultiTalkEngine, RenderInputs]) -> tuple[list[Image], dict[int, bytes]]:
+    return uninterrupted_render(*engine)
 
 
 @pytest.mark.slow
@@ -89,12 +122,7 @@ def test_resuming_at_each_checkpoint_yields_the_uninterrupted_frames(
     for start in (56, 112):
         # Only the motion frames are left of the window in flight: the state holds exactly those.
         assert resume_state.decode(states[start], eng._fingerprint, 25, (64, 64)).tail.shape[1] == 25
-        resumed = list(eng.frames(inputs, lambda fraction: None, start=start, state=states[start]))
-        assert len(resumed) == inputs.frames - start
-        differing = [
-            start + i for i, (a, b) in enumerate(zip(resumed, frames[start:], strict=True)) if not np.array_equal(a, b)
-        ]
-        assert not differing, f"frames {differing[:10]} differ after resuming at {start}"
+        assert_resumes_bit_exact(eng, inputs, frames, start, states[start])
     assert list(eng.frames(inputs, lambda fraction: None, start=150, state=states[150])) == []
 
 
@@ -120,6 +148,20 @@ def test_a_broken_or_foreign_state_is_refused(
         with pytest.raises(resume_state.StateError):
             next(iter(eng.frames(inputs, lambda fraction: None, start=56, state=state)))
     assert "not 112" in (eng.check_state(good, 112) or "")  # a state continues after its own frame only
+
+
+@pytest.mark.slow
+def test_a_dub_resumes_at_each_checkpoint(cache: Path) -> None:
+    """InfiniteTalk's windows (81, then 72 new; 9 motion frames), each conditioned on its source frame."""
+    eng, inputs = prepared(cache, 7.0, Source(120))  # 175 frames: 3 windows
+    try:
+        frames, states = uninterrupted_render(eng, inputs)
+        assert eng.window_frames == 72 and sorted(states) == [72, 144, 175]
+        for start in (72, 144):
+            assert resume_state.decode(states[start], eng._fingerprint, 9, (64, 64)).tail.shape[1] == 9
+            assert_resumes_bit_exact(eng, inputs, frames, start, states[start])
+    finally:
+        eng.close()
 
 
 def test_window_frames_follow_the_windows_at_any_rate() -> None:

@@ -335,8 +335,6 @@ class MultiTalkEngine(Engine):
         state["features"] = features
         state["masks"] = self._person_masks(inputs) if len(inputs.speech) == 2 else None
         self._plan_resume(inputs)
-        self._motion_frames = self._plan(inputs)[3]
-        self._video_size = (inputs.width, inputs.height)
         shape = (len(features), *features[0].shape)
         device = state["device"]
         return EngineInfo(
@@ -401,6 +399,7 @@ class MultiTalkEngine(Engine):
         _, frame_num, streaming, motion = self._plan(inputs)
         self.resumable = streaming
         self.window_frames = math.ceil((frame_num - motion) * inputs.fps / MODEL_FPS)
+        self._motion_frames, self._video_size = motion, (inputs.width, inputs.height)
         gen_h, gen_w = generation_size(inputs.width, inputs.height, self.area)
         held = self._state
         self._fingerprint = resume_state.fingerprint(

@@ -56,6 +56,11 @@ class StreamState:
     carry: WindowCarry | None  # its motion is the tail's last frames; None after the last window
 
 
+def tail_bytes(frames: int, height: int, width: int) -> int:
+    """Bytes of a state's tail: float32 RGB frames (the state's bulk; its header and RNG state are < 6 kB)."""
+    return 4 * 3 * frames * height * width
+
+
 def fingerprint(settings: dict[str, object]) -> str:
     """sha256 of the settings a render's frames depend on (JSON-able values)."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
@@ -101,13 +106,13 @@ def decode(data: bytes, expected_fingerprint: str, motion_frames: int, size: tup
     if header.start is not None and header.start != header.tail_first + count - motion_frames:
         raise StateError(f"its next window starts at {header.start}, not on its motion frames")
     pos += header_size
-    tail_bytes = 4 * channels * count * height * width
-    if len(data) != pos + tail_bytes + header.rng_bytes:
-        raise StateError(f"it is {len(data)} bytes, its header describes {pos + tail_bytes + header.rng_bytes}")
-    tail = torch.from_numpy(np.frombuffer(data, "<f4", tail_bytes // 4, pos).astype(np.float32))
+    tail_size = tail_bytes(count, height, width)
+    if len(data) != pos + tail_size + header.rng_bytes:
+        raise StateError(f"it is {len(data)} bytes, its header describes {pos + tail_size + header.rng_bytes}")
+    tail = torch.from_numpy(np.frombuffer(data, "<f4", tail_size // 4, pos).astype(np.float32))
     tail = tail.reshape(channels, count, height, width)
     carry = None
     if header.window is not None and header.start is not None:
-        rng = torch.from_numpy(np.frombuffer(data, np.uint8, header.rng_bytes, pos + tail_bytes).copy())
+        rng = torch.from_numpy(np.frombuffer(data, np.uint8, header.rng_bytes, pos + tail_size).copy())
         carry = WindowCarry(header.window, header.start, tail[:, -motion_frames:], rng)
     return StreamState(header.fingerprint, header.yielded, header.tail_first, tail, carry)
