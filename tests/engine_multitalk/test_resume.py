@@ -205,3 +205,23 @@ def test_the_cli_resumes_a_killed_render_bit_exact(tmp_path: Path, cache: Path) 
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
     assert (tmp_path / "resumed.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()
     assert not (tmp_path / SCRATCH_DIR).exists()
+
+
+@pytest.mark.slow
+def test_a_state_made_with_other_engine_settings_is_not_resumed(tmp_path: Path, cache: Path) -> None:
+    """The request (the scratch's key) is the same, the engine's environment is not: the runner
+    restores nothing and renders from frame 0, saying why."""
+    request = {
+        "engine": "multitalk",
+        "image": str(portrait(tmp_path / "face.png")),
+        "speakers": [{"audio": str(write_wav(tmp_path / "a.wav", 3.6))}],  # 90 frames: windows of 56 and 34
+        "video": {"width": 64, "height": 64, "fps": 25},
+        "sampling": {"steps": 1, "seed": 4, "textGuidance": 1.0},
+        "output": {"uri": str(tmp_path / "out.mp4")},
+    }
+    proc, _ = render(tmp_path, cache, request, **{FAULT_ENV: "checkpoint-data:1"})
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    proc, result = render(tmp_path, cache, request, MULTITALK_COLOR_MATCH="0.5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "engine state is refused: it was made with other engine settings" in proc.stderr
+    assert result["resume"]["resumedFromFrame"] == 0
