@@ -25,7 +25,8 @@ ENGINE_SAMPLE_RATE = 16_000  # engines get mono float32 speech at this rate
 
 ProgressFn = Callable[[float], None]  # fraction 0..1 of the engine's current stage
 
-# Frames per resume checkpoint (docs/runner.md, Resuming): MultiTalk's window, about 3 s at 25 fps.
+# Frames per resume checkpoint unless an engine sets its own (docs/runner.md, Resuming): 81, about 3 s
+# at 25 fps, the length of a MultiTalk window (which checkpoints per window's new frames instead).
 WINDOW_FRAMES = 81
 
 
