@@ -10,8 +10,9 @@ MultiTalk, computed: its streaming windows for each length (the engine's own win
 each costing steps x the step time (`--step-seconds`, a measured figure of
 benchmarks/multitalk_step.py; default the A100 anchor of docs/engines/multitalk.md). A
 preemption at 50% with resume loses the window in flight (half a window on average); without
-resume it loses every finished window too. MultiTalk does not checkpoint yet (docs/runner.md,
-Resuming, says what it needs): these are the figures resuming it would reach.
+resume it loses every finished window too. MultiTalk checkpoints as each window's new frames
+are drained (docs/runner.md, Resuming), so a resume loses only the window in flight; printed
+too is the engine state each checkpoint carries at --size (its float32 motion frames).
 
     python benchmarks/resume.py [--durations 30 120] [--size 480x480] [--step-seconds 35 --steps 40]
 """
@@ -110,9 +111,20 @@ def multitalk_windows(seconds: float) -> int:
     return MultiTalkPipeline._windows_total(max(frame_num + 1, frames_25), settings)
 
 
-def multitalk(durations: list[float], steps: int, step_seconds: float) -> None:
+def multitalk(durations: list[float], steps: int, step_seconds: float, size: str) -> None:
+    from multitalk.runner.engines.multitalk.engine import MOTION_FRAMES, generation_size
+    from multitalk.runner.engines.multitalk.env_settings import AREAS
+    from multitalk.runner.engines.multitalk.resume_state import tail_bytes
+
     window = steps * step_seconds
     print(f"\nmultitalk, computed: {steps} steps x {step_seconds:g} s a step = {window / 60:.1f} GPU min a window")
+    width, height = (int(x) for x in size.split("x"))
+    gen_h, gen_w = generation_size(width, height, AREAS["480"])
+    state = tail_bytes(MOTION_FRAMES, gen_h, gen_w)
+    print(
+        f"engine state per checkpoint, {size} at 480p: {state / 2**20:.1f} MiB "
+        f"({MOTION_FRAMES} float32 frames at {gen_w}x{gen_h})"
+    )
     print(f"{'speech':>7} {'windows':>7} {'render':>9} {'lost, restart':>13} {'lost, resume':>12} {'saved':>9}")
     for seconds in durations:
         n = multitalk_windows(seconds)
@@ -135,7 +147,9 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=35.0, help="one 81-frame window's step, one GPU")
     args = parser.parse_args()
     lite(args.durations, args.size)
-    multitalk(sorted({*args.durations, 40.0, 600.0}), args.steps, args.step_seconds)  # 40 s: the issue's example
+    multitalk(
+        sorted({*args.durations, 40.0, 600.0}), args.steps, args.step_seconds, args.size
+    )  # 40 s: the issue's example
 
 
 if __name__ == "__main__":

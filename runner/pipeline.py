@@ -31,7 +31,7 @@ from multitalk.runner.outputs import Publisher, poster_frame, sha256_file
 from multitalk.runner.progress import Windows
 from multitalk.runner.request import RenderRequest, canonical_hash
 from multitalk.runner.result import AudioReport, EngineReport, OutputReport, ResumeReport, RunResult, Timings
-from multitalk.runner.resume import Checkpoints, RenderIdentity, open_scratch
+from multitalk.runner.resume import Checkpoints, RenderIdentity, open_scratch, warn
 from multitalk.runner.storage import read_input
 from multitalk.runner.video_source import SourceVideo
 
@@ -320,6 +320,10 @@ class Pipeline:
             if checkpoints is not None:
                 t = time.perf_counter()
                 for restored in checkpoints.restore():
+                    problem = engine.check_state(restored.state, restored.end)
+                    if problem is not None:
+                        warn(f"checkpoint window {window} is not used: its engine state is refused: {problem}")
+                        break
                     for planes in restored.planes():
                         writer.write_planes(planes)
                     poster_png = restored.poster_png or poster_png

@@ -25,7 +25,8 @@ ENGINE_SAMPLE_RATE = 16_000  # engines get mono float32 speech at this rate
 
 ProgressFn = Callable[[float], None]  # fraction 0..1 of the engine's current stage
 
-# Frames per resume checkpoint (docs/runner.md, Resuming): MultiTalk's window, about 3 s at 25 fps.
+# Frames per resume checkpoint unless an engine sets its own (docs/runner.md, Resuming): 81, about 3 s
+# at 25 fps, the length of a MultiTalk window (which checkpoints per window's new frames instead).
 WINDOW_FRAMES = 81
 
 
@@ -113,6 +114,12 @@ class Engine(ABC):
         window's end while frames() is suspended; nothing when each frame depends only on prepare()
         and its index."""
         return b""
+
+    def check_state(self, state: bytes, start: int) -> str | None:
+        """Why a checkpointed window_state() cannot resume at frame `start` (None: it can). Asked of
+        each restored window before it is used, so a state this engine refuses ends the restore
+        there rather than failing the render."""
+        return None
 
     def close(self) -> None:
         """Release models and native resources; the runner calls it once, after the last frame or on failure."""

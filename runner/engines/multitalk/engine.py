@@ -19,6 +19,7 @@ import importlib.util
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,17 @@ def resample_indices(frames: int, fps: int, available: int) -> list[int]:
     return [min(available - 1, math.floor(i * MODEL_FPS / fps + 0.5)) for i in range(frames)]
 
 
+@dataclass
+class _Cursor:
+    """Where frames() is: the window being drained into output frames, and what follows it."""
+
+    wanted: list[int]  # 25 fps frame of each output frame
+    out: int = 0  # output frames yielded
+    chunk: Any = None  # [3, n, H, W] float: the frames of the window being drained
+    chunk_first: int = 0  # its first frame's 25 fps index
+    carry: Any = None  # the pipeline's WindowCarry for the next window; None after the last
+
+
 class MultiTalkEngine(Engine):
     name = "multitalk"
 
@@ -135,6 +147,11 @@ class MultiTalkEngine(Engine):
             self._misconfigured = self._misconfigured or EngineMisconfigured(str(exc), "engine")
         self._files: model_files.ModelFiles | None = None
         self._state: dict[str, Any] = {}
+        # Resuming (streaming): set by prepare(), and while frames() runs.
+        self._fingerprint = ""
+        self._motion_frames: int | None = None
+        self._video_size = (0, 0)
+        self._cursor: _Cursor | None = None
 
     def availability(self) -> Availability:
         if self._misconfigured is not None:
@@ -317,6 +334,7 @@ class MultiTalkEngine(Engine):
             progress((i + 1) / len(inputs.speech))
         state["features"] = features
         state["masks"] = self._person_masks(inputs) if len(inputs.speech) == 2 else None
+        self._plan_resume(inputs)
         shape = (len(features), *features[0].shape)
         device = state["device"]
         return EngineInfo(
@@ -337,19 +355,114 @@ class MultiTalkEngine(Engine):
         label = f"{ranks} x {name}" if ranks > 1 else name
         return label + (" (FSDP)" if self._state.get("sharded") else "")
 
-    def frames(self, inputs: RenderInputs, progress: ProgressFn, start: int = 0, state: bytes = b"") -> Iterator[Image]:
-        if start:  # not resumable (yet): the runner never asks
-            raise RuntimeError("the multitalk engine renders from frame 0")
-        from PIL import Image as PILImage
-        from PIL import ImageOps
+    def _plan(self, inputs: RenderInputs) -> tuple[int, int, bool, int]:
+        """(25 fps frames, frame_num, streaming, motion_frames) of this render."""
+        frames_25 = max(1, math.ceil(inputs.duration_seconds * MODEL_FPS))
+        frame_num, streaming = window_plan(frames_25)
+        motion = INFINITETALK_MOTION_FRAMES if inputs.source is not None else MOTION_FRAMES
+        return frames_25, frame_num, streaming, motion
 
+    def _settings(self, inputs: RenderInputs) -> Any:
         from .pipeline import Settings
         from .sampler import Guidance
+
+        sampling = inputs.request.sampling
+        frames_25, frame_num, streaming, motion = self._plan(inputs)
+        return Settings(
+            frame_num=frame_num,
+            motion_frames=motion,
+            streaming=streaming,
+            max_frames=max(frames_25, frame_num + 1),
+            steps=sampling.steps,
+            shift=sampling.shift,
+            tea_cache=sampling.tea_cache,
+            seed=sampling.seed,
+            guidance=Guidance(sampling.text_guidance, sampling.audio_guidance, apg=self.apg),
+            color_strength=self.color_strength,
+            negative_prompt=NEGATIVE_PROMPT,
+        )
+
+    def _plan_resume(self, inputs: RenderInputs) -> None:
+        """Streaming renders are resumable, checkpointed where a window's new frames are drained.
+
+        Window w (w >= 0) ends at 25 fps frame 81 + 56w and its last 25 frames are the next window's
+        motion frames, so a checkpoint after output frames up to 25 fps frame 56(w+1) has only motion
+        frames left to yield: window_frames is that step (frame_num - motion_frames) at the output
+        rate, rounded up. It is exact at 25 and 50 fps; at other rates the checkpoints drift later
+        through the windows, and a state then holds up to a window's new frames (resume_state.py).
+        Clip mode (one window) has nothing to resume from.
+        """
+        from dataclasses import asdict
+
+        from . import resume_state
+
+        _, frame_num, streaming, motion = self._plan(inputs)
+        self.resumable = streaming
+        self.window_frames = math.ceil((frame_num - motion) * inputs.fps / MODEL_FPS)
+        self._motion_frames, self._video_size = motion, (inputs.width, inputs.height)
+        gen_h, gen_w = generation_size(inputs.width, inputs.height, self.area)
+        held = self._state
+        self._fingerprint = resume_state.fingerprint(
+            {
+                "settings": asdict(self._settings(inputs)),
+                "generation": [gen_h, gen_w],
+                "video": [inputs.width, inputs.height, inputs.fps, inputs.frames],
+                "precision": held.get("precision"),
+                "device": held["device"].type,
+                "ranks": self.rendezvous.world,
+                "sharded": held.get("sharded"),
+                "dubbing": inputs.source is not None,
+            }
+        )
+
+    def check_state(self, state: bytes, start: int) -> str | None:
+        from .resume_state import StateError
+
+        try:
+            self._restored(state, start)
+        except StateError as exc:
+            return str(exc)
+        return None
+
+    def _restored(self, state: bytes, start: int) -> Any:
+        """The StreamState to resume at output frame `start`; StateError when it is not this render's."""
+        from . import resume_state
+
+        torch = self._state["torch"]
+        if self._motion_frames is None:
+            raise resume_state.StateError("the engine has not prepared this render")
+        size = generation_size(self._video_size[0], self._video_size[1], self.area)
+        restored = resume_state.decode(state, self._fingerprint, self._motion_frames, size)
+        if restored.yielded != start:
+            raise resume_state.StateError(f"it continues after frame {restored.yielded}, not {start}")
+        if restored.carry is not None:
+            try:  # a wrong-sized RNG state would fail only once the next window draws its noise
+                torch.Generator(device=self._state["device"]).set_state(restored.carry.rng)
+            except (RuntimeError, ValueError) as exc:
+                raise resume_state.StateError(f"its RNG state does not fit this device: {exc}") from None
+        return restored
+
+    def window_state(self) -> bytes:
+        from . import resume_state
+
+        cursor = self._cursor
+        assert cursor is not None and self._motion_frames is not None, "window_state() outside frames()"
+        chunk_end = cursor.chunk_first + cursor.chunk.shape[1]
+        pending = cursor.wanted[cursor.out] if cursor.out < len(cursor.wanted) else chunk_end
+        # From the first frame still to yield, and never fewer than the next window's motion frames.
+        first = max(cursor.chunk_first, min(pending, chunk_end - self._motion_frames))
+        tail = cursor.chunk[:, first - cursor.chunk_first :]
+        return resume_state.encode(resume_state.StreamState(self._fingerprint, cursor.out, first, tail, cursor.carry))
+
+    def frames(self, inputs: RenderInputs, progress: ProgressFn, start: int = 0, state: bytes = b"") -> Iterator[Image]:
+        from PIL import Image as PILImage
+        from PIL import ImageOps
 
         held, torch = self._state, self._state["torch"]
         if inputs.image is None:
             raise InvalidInput("the multitalk engine needs a reference image", "image")
-        req, sampling = inputs.request, inputs.request.sampling
+        restored = self._restored(state, start) if start else None  # refused before any work
+        req = inputs.request
         gen_h, gen_w = generation_size(inputs.width, inputs.height, self.area)
 
         def fitted(picture: Image) -> Any:
@@ -367,47 +480,58 @@ class MultiTalkEngine(Engine):
                 return fitted(frames_of.frame(source_index(index, inputs.fps)))
 
         masks = held.get("masks")
-        frames_25 = max(1, math.ceil(inputs.duration_seconds * MODEL_FPS))
-        frame_num, streaming = window_plan(frames_25)
+        frames_25, frame_num, _, _ = self._plan(inputs)
         features = [self._padded(f, max(frame_num + 1, frames_25)) for f in held["features"]]
-        settings = Settings(
-            frame_num=frame_num,
-            motion_frames=INFINITETALK_MOTION_FRAMES if source is not None else MOTION_FRAMES,
-            streaming=streaming,
-            max_frames=max(frames_25, frame_num + 1),
-            steps=sampling.steps,
-            shift=sampling.shift,
-            tea_cache=sampling.tea_cache,
-            seed=sampling.seed,
-            guidance=Guidance(sampling.text_guidance, sampling.audio_guidance, apg=self.apg),
-            color_strength=self.color_strength,
-            negative_prompt=NEGATIVE_PROMPT,
-        )
+        settings = self._settings(inputs)
         encoders = held["encoders"].as_encoders()
         pipeline = held["pipeline_cls"](held["denoiser"], encoders, held["device"], self._residency)
-        wanted = resample_indices(inputs.frames, inputs.fps, frames_25)
+        cursor = _Cursor(resample_indices(inputs.frames, inputs.fps, frames_25))
+        self._cursor = cursor
         buffer: list[Image] = []  # generated 25 fps frames from index `first` on
-        first, out = 0, 0
-        chunks = pipeline.generate(
-            image, features, req.prompt, settings, masks, lambda done, total: progress(done / total), source
-        )
-        for chunk in chunks:
+        first = 0
+
+        def drained(chunk: Any, chunk_first: int, carry: Any) -> Iterator[Image]:
+            """The output frames a window's frames complete (window_state() may be asked at any)."""
+            nonlocal first
+            cursor.chunk, cursor.chunk_first, cursor.carry = chunk, chunk_first, carry
             pixels = ((chunk.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
             buffer.extend(pixels)
-            while out < len(wanted) and wanted[out] < first + len(buffer):
-                frame = PILImage.fromarray(buffer[wanted[out] - first]).resize(
+            wanted = cursor.wanted
+            while cursor.out < len(wanted) and wanted[cursor.out] < first + len(buffer):
+                frame = PILImage.fromarray(buffer[wanted[cursor.out] - first]).resize(
                     (inputs.width, inputs.height), PILImage.Resampling.LANCZOS
                 )
+                cursor.out += 1  # before the yield: window_state() is asked while it is suspended
                 yield np.asarray(frame, dtype=np.uint8)
-                out += 1
-            if out >= len(wanted):
-                break
-            # Frames before the next wanted one are never needed again: memory stays flat in the length.
-            drop = wanted[out] - first
-            del buffer[:drop]
-            first += drop
-        if out < len(wanted):
-            raise RuntimeError(f"generated {first + len(buffer)} frames at 25 fps, needed {wanted[-1] + 1}")
+            if cursor.out < len(wanted):
+                # Frames before the next wanted one are never needed again: memory stays flat in the length.
+                drop = wanted[cursor.out] - first
+                del buffer[:drop]
+                first += drop
+
+        if restored is not None:
+            cursor.out, first = start, restored.tail_first
+            yield from drained(restored.tail, restored.tail_first, restored.carry)
+        if restored is None or (restored.carry is not None and cursor.out < len(cursor.wanted)):
+            chunks = pipeline.generate(
+                image,
+                features,
+                req.prompt,
+                settings,
+                masks,
+                lambda done, total: progress(done / total),
+                source,
+                restored.carry if restored is not None else None,
+            )
+            chunk_first = first + len(buffer)
+            for chunk in chunks:
+                yield from drained(chunk, chunk_first, pipeline.carry)
+                chunk_first += chunk.shape[1]
+                if cursor.out >= len(cursor.wanted):
+                    break
+        self._cursor = None
+        if cursor.out < len(cursor.wanted):
+            raise RuntimeError(f"generated {first + len(buffer)} frames at 25 fps, needed {cursor.wanted[-1] + 1}")
         held["finished"] = True
 
     def _person_masks(self, inputs: RenderInputs) -> Any:

@@ -10,6 +10,9 @@ InfiniteTalk (dubbing, `generate(..., source=...)`): each window is conditioned 
 source video's frame at the window's start instead (CLIP tokens and the VAE condition of
 that one frame, mask on frame 0 only), and the generated motion frames enter as clean
 latents held fixed in the noisy latent (the first window holds the source frame's latent).
+
+Streaming resumes (docs/runner.md, Resuming): before yielding a window the pipeline sets
+`carry`, all the next window takes from this one; `generate(..., resume=carry)` starts there.
 """
 
 from __future__ import annotations
@@ -53,6 +56,21 @@ class Settings:
     color_strength: float = 1.0
     negative_prompt: str = ""
     text_len: int = 512
+
+
+@dataclass(frozen=True)
+class WindowCarry:
+    """What the window after a finished one takes from it: a streaming render resumes from this.
+
+    The rest is recomputed from the inputs: the colour reference (the portrait, or the source's
+    first frame), the text, the audio windows (extended when `start` makes the window the last)
+    and a dub's conditioning frame. TeaCache and APG restart with every window.
+    """
+
+    window: int  # the next window's index
+    start: int  # its first frame at the video rate (25 fps)
+    motion: torch.Tensor  # [3, motion_frames, H, W] float32: the last frames generated, colour matched
+    rng: torch.Tensor  # the generator's state after the finished window (torch.Generator.get_state())
 
 
 def window_indices(start: int, length: int, total: int, radius: int = AUDIO_WINDOW // 2) -> torch.Tensor:
@@ -106,6 +124,7 @@ class MultiTalkPipeline:
             LocalDenoiser(transformer) if isinstance(transformer, MultiTalkTransformer) else transformer
         )
         self.layout = ""  # how the last render's evaluations were spread (Denoiser.start_render)
+        self.carry: WindowCarry | None = None  # set before each window is yielded (None after the last)
         self.encoders = encoders
         self.device = device
         # Told which model runs next ("text_encoder", "image_encoder", "vae", "transformer"): offload hook.
@@ -121,8 +140,9 @@ class MultiTalkPipeline:
         masks: torch.Tensor | None = None,
         progress: Callable[[int, int], None] | None = None,
         source: Callable[[int], torch.Tensor] | None = None,
+        resume: WindowCarry | None = None,
     ) -> Iterator[torch.Tensor]:
-        """Yield new frames [3, n, H, W] in [-1, 1] window by window.
+        """Yield new frames [3, n, H, W] in [-1, 1] window by window (from `resume`'s window on).
 
         image [3, H, W] in [-1, 1] (H, W multiples of 16); audio: per person [T, layers, 768]
         wav2vec features at the video rate; masks [3, H/8, W/8] for two persons. With
@@ -130,7 +150,7 @@ class MultiTalkPipeline:
         source video [3, H, W] in [-1, 1] (its last frame past its end); `image` is unused.
         """
         if source is not None:
-            yield from self._dub(source, audio, prompt, settings, masks, progress)
+            yield from self._dub(source, audio, prompt, settings, masks, progress, resume)
             return
         if settings.frame_num % VAE_TIME_STRIDE != 1:
             raise ValueError(f"frame_num must be 4n+1, got {settings.frame_num}")
@@ -153,6 +173,11 @@ class MultiTalkPipeline:
         known, start, last = 1, 0, False
         windows_total = self._windows_total(audio[0].shape[0], settings)
         window = 0
+        if resume is not None:
+            generator.set_state(resume.rng)
+            known, start, window = settings.motion_frames, resume.start, resume.window
+            cond_frames = resume.motion[None].to(device, torch.float32)
+            last, audio = self._last_window(audio, start, settings)
         while True:
             idx = window_indices(start, frame_num, audio[0].shape[0])
             windows = torch.stack([a[idx] for a in audio]).to(device, dtype)  # P, F, 5, L, C
@@ -178,17 +203,13 @@ class MultiTalkPipeline:
             self.on_stage("vae")
             video = self.encoders.decode_latents(latent[None].to(dtype)).float()[0]
             video = match_colors(video, reference, settings.color_strength)
+            carry = self._carry(video, generator, window, start, last, settings)
             yield video if window == 0 else video[:, known:]
-            if last or not settings.streaming or settings.max_frames <= frame_num:
+            if carry is None:
                 return
-            known = settings.motion_frames
-            cond_frames = video[None, :, -known:].to(device, torch.float32)
-            start += frame_num - known
-            end = start + frame_num
-            window += 1
-            if end >= min(settings.max_frames, audio[0].shape[0]):
-                last = True
-                audio = [self._extend(a, end) for a in audio]
+            known, start, window = settings.motion_frames, carry.start, carry.window
+            cond_frames = carry.motion[None].to(device, torch.float32)
+            last, audio = self._last_window(audio, start, settings)
 
     def _dub(
         self,
@@ -198,6 +219,7 @@ class MultiTalkPipeline:
         settings: Settings,
         masks: torch.Tensor | None,
         progress: Callable[[int, int], None] | None,
+        resume: WindowCarry | None,
     ) -> Iterator[torch.Tensor]:
         """InfiniteTalk's windows: source frame at each window's start + clean motion latents."""
         if settings.frame_num % VAE_TIME_STRIDE != 1:
@@ -224,6 +246,12 @@ class MultiTalkPipeline:
         start, window, last = 0, 0, False
         cond = reference
         motion_pixels: torch.Tensor | None = None  # [1, 3, motion_frames, H, W] generated, colour matched
+        if resume is not None:
+            generator.set_state(resume.rng)
+            start, window = resume.start, resume.window
+            motion_pixels = resume.motion[None].to(device, torch.float32)
+            cond = source(start).to(device, torch.float32)
+            last, audio = self._last_window(audio, start, settings)
         while True:
             idx = window_indices(start, frame_num, audio[0].shape[0])
             windows = torch.stack([a[idx] for a in audio]).to(device, dtype)  # P, F, 5, L, C
@@ -258,17 +286,34 @@ class MultiTalkPipeline:
             self.on_stage("vae")
             video = self.encoders.decode_latents(latent[None].to(dtype)).float()[0]
             video = match_colors(video, reference, settings.color_strength)
+            carry = self._carry(video, generator, window, start, last, settings)
             yield video if window == 0 else video[:, motion_frames:]
-            if last or not settings.streaming or settings.max_frames <= frame_num:
+            if carry is None:
                 return
-            motion_pixels = video[None, :, -motion_frames:].to(device, torch.float32)
-            start += frame_num - motion_frames
+            start, window = carry.start, carry.window
+            motion_pixels = carry.motion[None].to(device, torch.float32)
             cond = source(start).to(device, torch.float32)
-            end = start + frame_num
-            window += 1
-            if end >= min(settings.max_frames, audio[0].shape[0]):
-                last = True
-                audio = [self._extend(a, end) for a in audio]
+            last, audio = self._last_window(audio, start, settings)
+
+    def _carry(
+        self, video: torch.Tensor, generator: torch.Generator, window: int, start: int, last: bool, settings: Settings
+    ) -> WindowCarry | None:
+        """Set `carry` for the window after this one (None: this one is the last)."""
+        carry = None
+        if not (last or not settings.streaming or settings.max_frames <= settings.frame_num):
+            motion = video[:, -settings.motion_frames :].to(torch.float32)
+            step = settings.frame_num - settings.motion_frames
+            carry = WindowCarry(window + 1, start + step, motion, generator.get_state())
+        self.carry = carry
+        return carry
+
+    @classmethod
+    def _last_window(cls, audio: list[torch.Tensor], start: int, settings: Settings) -> tuple[bool, list[torch.Tensor]]:
+        """Is the window from `start` the last? Then its audio is extended to cover it."""
+        end = start + settings.frame_num
+        if end >= min(settings.max_frames, audio[0].shape[0]):
+            return True, [cls._extend(a, end) for a in audio]
+        return False, audio
 
     @staticmethod
     def _extend(features: torch.Tensor, end: int) -> torch.Tensor:
