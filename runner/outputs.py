@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from multitalk.runner.storage import S3Location, ensure_writable_dir, local_path
 
 FIELD = "output.uri"
 PART_BYTES = 8 * 1024 * 1024
+MAX_MANIFEST_BYTES = 1024 * 1024  # ours are a few KB: anything larger is not one
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,48 @@ class Publisher:
         os.close(fd)
         os.chmod(name, 0o644)  # mkstemp's 0600 would hide the video from other readers
         return Path(name)
+
+    def finished(self, request_hash: str) -> dict[str, Any] | None:
+        """The manifest of a complete earlier render of this very request at the output, if there is
+        one: a retry after its publish (a pod preempted or deleted between publishing and exiting)
+        reports that render instead of refusing an output that exists, and renders nothing twice.
+        The video is published last, so a video whose size is the manifest's completes the set."""
+        from multitalk.runner.request import RenderRequest, canonical_hash
+
+        if self.output.overwrite:
+            return None
+        try:
+            found = self._s3_finished() if self.is_s3 else self._local_finished()
+        except (OSError, ValueError, StorageRefused):
+            return None  # unreadable: preflight decides as before
+        if found is None:
+            return None
+        manifest, size = found
+        try:
+            same = canonical_hash(RenderRequest.model_validate(manifest.get("request"))) == request_hash
+            complete = int(manifest["output"]["sizeBytes"]) == size
+        except (ValueError, KeyError, TypeError):
+            return None
+        return manifest if same and complete else None
+
+    def _local_finished(self) -> tuple[dict[str, Any], int] | None:
+        video, manifest = local_path(self.targets.video), local_path(self.targets.manifest)
+        if not (video.is_file() and manifest.is_file()) or manifest.stat().st_size > MAX_MANIFEST_BYTES:
+            return None
+        return json.loads(manifest.read_bytes()), video.stat().st_size
+
+    def _s3_finished(self) -> tuple[dict[str, Any], int] | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        video, manifest = S3Location.parse(self.targets.video), S3Location.parse(self.targets.manifest)
+        try:
+            size = int(self._client.head_object(Bucket=video.bucket, Key=video.key)["ContentLength"])
+            body = self._client.get_object(Bucket=manifest.bucket, Key=manifest.key)["Body"].read(
+                MAX_MANIFEST_BYTES + 1
+            )
+        except (ClientError, BotoCoreError):
+            return None
+        return (json.loads(body), size) if len(body) <= MAX_MANIFEST_BYTES else None
 
     # -- after rendering --------------------------------------------------------------
     def publish(self, video: Path, poster_png: bytes, manifest_json: bytes) -> None:

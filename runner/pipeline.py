@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -146,6 +147,9 @@ class Pipeline:
     def _run(self, engine: Engine) -> RunResult:
         req = self.request
         publisher = Publisher(req.output, req.storage)
+        earlier = publisher.finished(canonical_hash(req))
+        if earlier is not None:
+            return self._already_published(earlier)
         publisher.preflight()
 
         t = time.perf_counter()
@@ -388,6 +392,20 @@ class Pipeline:
             frames=inputs.frames,
             poster_uri=publisher.targets.poster,
             manifest_uri=publisher.targets.manifest,
+        )
+
+    def _already_published(self, manifest: dict[str, Any]) -> RunResult:
+        """This request's video is already at its output (an earlier attempt published it): report it."""
+        warn(f"{self.request.output.uri} already holds this request's render (an earlier attempt): nothing rendered")
+        self.progress("done", 1.0)
+        engine = manifest.get("engine")
+        return RunResult(
+            ok=True,
+            exit_code=0,
+            engine=EngineReport.model_validate(engine) if engine else self.engine_report,
+            timings=Timings.model_validate(manifest.get("timings") or {}),
+            audio=AudioReport.model_validate(manifest["audio"]) if manifest.get("audio") else None,
+            output=OutputReport.model_validate(manifest["output"]),
         )
 
     def _manifest(self, output: OutputReport) -> bytes:

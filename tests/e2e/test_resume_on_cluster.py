@@ -3,8 +3,8 @@ is replaced by the Job and the next pod resumes after the last checkpoint; a Kue
 suspend and resume of the Job ends in a resumed render; deleting a TalkingVideo whose
 render did not finish removes its checkpoints through the clean-up Job.
 
-The placeholder engine at 640x480 makes a window of 81 frames in about a second here, so a
-60 s video (19 windows) is still rendering when the test acts on it. With
+The placeholder engine at 640x480 makes a window of 81 frames in under a second here, so a
+180 s video (56 windows) is still rendering when the test acts on it. With
 MULTITALK_TEST_NODE_RUNTIME=process the pods run this checkout's runner.
 """
 
@@ -33,8 +33,10 @@ from multitalk.runner.resume import SCRATCH_DIR
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 RUNNER = [sys.executable, "-m", "multitalk.runner.cli"]
 WINDOW = 81
-VIDEO = {"width": 640, "height": 480, "fps": 25, "durationSeconds": 60.0}
-FRAMES = 1500
+# Three minutes (56 windows, tens of seconds here): a disruption takes the Job controller and
+# the node seconds under load, and a shorter render could finish (and publish) within them.
+VIDEO = {"width": 640, "height": 480, "fps": 25, "durationSeconds": 180.0, "maxDurationSeconds": 180.0}
+FRAMES = 4500
 
 
 def long_render(name: str, ns: str, **spec: Any) -> dict[str, Any]:
@@ -99,7 +101,8 @@ def uninterrupted(cluster: Cluster, ns: str, job: str, s3: S3Server, tmp: Path) 
 def assert_resumed(status: dict[str, Any], windows_before: int) -> None:
     resume = status["resume"]
     print(f"checkpointed before the disruption: {windows_before} windows; status.resume: {resume}")
-    assert resume["windowsTotal"] == resume["windowsDone"] == 19 and resume["windowFrames"] == WINDOW
+    windows = -(-FRAMES // WINDOW)
+    assert resume["windowsTotal"] == resume["windowsDone"] == windows and resume["windowFrames"] == WINDOW
     frame = resume["resumedFromFrame"]
     assert frame % WINDOW == 0 and windows_before * WINDOW <= frame < FRAMES, resume
 

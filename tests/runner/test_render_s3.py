@@ -101,3 +101,30 @@ def test_s3_source_video_without_a_video_stream_is_exit_3(s3: S3Server, media: M
     assert run.code == 3, run.stderr
     assert run.result is not None and run.result["error"]["field"] == "sourceVideo"
     assert s3.keys("outputs/nodub") == []  # nothing at the output key
+
+
+def test_a_retry_after_its_own_publish_reports_that_render(s3: S3Server, media: Media, tmp_path: Path) -> None:
+    """A pod preempted between publishing and exiting: its retry finds this request's complete
+    render at the output and reports it (exit 0, nothing rendered again); another request there
+    is still refused."""
+    _upload_inputs(s3, media)
+    request_file = tmp_path / "request.json"
+    request_file.write_text(json.dumps(_request(s3, "outputs/once.mp4")))
+    first = run_cli(["render", "--request", str(request_file)], tmp_path, env=s3.writer)
+    assert first.code == 0, first.stderr
+    client = s3.client()
+    modified = client.head_object(Bucket=s3.bucket, Key="outputs/once.mp4")["LastModified"]
+
+    again = run_cli(["render", "--request", str(request_file)], tmp_path, env=s3.writer)
+    assert again.code == 0, again.stderr
+    assert again.result is not None and first.result is not None
+    assert again.result["output"] == first.result["output"]
+    assert again.result["engine"]["name"] == "placeholder"
+    assert "already holds this request's render" in again.stderr
+    assert client.head_object(Bucket=s3.bucket, Key="outputs/once.mp4")["LastModified"] == modified
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(_request(s3, "outputs/once.mp4", sampling={"seed": 7})))
+    refused = run_cli(["render", "--request", str(other)], tmp_path, env=s3.writer)
+    assert refused.code == 5 and refused.result is not None
+    assert refused.result["error"]["field"] == "output.uri"
