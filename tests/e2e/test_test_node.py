@@ -206,3 +206,32 @@ def test_no_container_starts_for_a_pod_deleted_before_it_started(
         test_node.on_start = None
         core.patch_namespaced_pod("late", namespace, {"metadata": {"finalizers": None}})
     eventually(lambda: not core.list_namespaced_pod(namespace).items, 30, "the pod removed")
+
+
+def test_a_deletion_does_not_wait_for_a_worker_held_by_a_running_container(
+    local_cluster: Cluster, namespace: str
+) -> None:
+    """A start holds its worker while the container runs. Deletions shared those workers, so
+    with every one held (the e2e session's operator pods and renders) a suspended Job's pod
+    rendered on until it published: the resume e2e then had nothing to resume. One worker
+    here makes that certain."""
+    core = client.CoreV1Api(local_cluster.api)
+    node = TestNode(local_cluster.api, f"one-worker-{namespace}", gpus=1, namespace=namespace, workers=1)
+    node.start()
+    try:
+        pod = {
+            "metadata": {"name": "busy"},
+            "spec": {
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 5,
+                "containers": [{"name": "main", "image": "x", "command": ["sleep", "600"]}],
+            },
+        }
+        core.create_namespaced_pod(namespace, pod)
+        uid = eventually(lambda: core.read_namespaced_pod("busy", namespace).metadata.uid, 30, "the pod")
+        eventually(lambda: node.container_running(uid), 60, "its container started")
+        core.delete_namespaced_pod("busy", namespace)
+        eventually(lambda: not core.list_namespaced_pod(namespace).items, 30, "the pod stopped and removed")
+        assert (f"{namespace}/busy", uid, 143) in node.exec_log  # SIGTERM, not the end of the sleep
+    finally:
+        node.stop()

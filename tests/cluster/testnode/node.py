@@ -75,6 +75,9 @@ class TestNode(Scheduling, Processes):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{name}-pod")
+        # Deletions apart: a start holds its worker while the container runs, so with every
+        # worker held a deletion queued behind them waited for a render to end (and publish).
+        self._deletions = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{name}-delete")
         self._threads: list[threading.Thread] = []
         self.exec_log: list[tuple[str, str, int]] = []  # (namespace/pod, uid, exit code) of each run
         self.started: list[tuple[str, str | None]] = []  # (namespace/pod, image or None: a local process) of each run
@@ -104,6 +107,7 @@ class TestNode(Scheduling, Processes):
                 else:
                     pod.process.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._deletions.shutdown(wait=True, cancel_futures=True)
         for thread in self._threads:
             if not thread.name.endswith("_watch"):  # the watch ends at its next event or timeout
                 thread.join(timeout=10)
@@ -286,7 +290,7 @@ class TestNode(Scheduling, Processes):
                     self._handled.discard(marker)
                 self._wake.set()
 
-        self._pool.submit(run)
+        (self._deletions if key[0] == "delete" else self._pool).submit(run)
 
     def _finish_deletion(self, pod: dict[str, Any]) -> None:
         """What a kubelet does for a pod being deleted: stop its container within the grace
