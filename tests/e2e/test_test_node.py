@@ -227,8 +227,7 @@ def test_a_deletion_does_not_wait_for_a_worker_held_by_a_running_container(
                 "containers": [{"name": "main", "image": "x", "command": ["sleep", "600"]}],
             },
         }
-        core.create_namespaced_pod(namespace, pod)
-        uid = eventually(lambda: core.read_namespaced_pod("busy", namespace).metadata.uid, 30, "the pod")
+        uid = core.create_namespaced_pod(namespace, pod).metadata.uid
         eventually(lambda: node.container_running(uid), 60, "its container started")
         core.delete_namespaced_pod("busy", namespace)
         eventually(lambda: not core.list_namespaced_pod(namespace).items, 30, "the pod stopped and removed")
