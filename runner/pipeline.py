@@ -26,7 +26,7 @@ from multitalk.runner.encode import Mp4Writer
 from multitalk.runner.engines.base import ENGINE_SAMPLE_RATE, Engine, Image, RenderInputs
 from multitalk.runner.engines.registry import ENGINES, create_engine
 from multitalk.runner.errors import EngineUnavailable, InvalidInput
-from multitalk.runner.faults import FaultPoint, crash_point
+from multitalk.runner.faults import FaultPoint, crash_point, slow_window
 from multitalk.runner.image import check_bbox, fitted_box, load_portrait, upright_size
 from multitalk.runner.outputs import Publisher, poster_frame, sha256_file
 from multitalk.runner.progress import Windows
@@ -363,6 +363,7 @@ class Pipeline:
                     checkpoint_seconds += time.perf_counter() - t
                     if done is not None:
                         self._windows_done(checkpoints, done, start)
+                        slow_window()
                 count += 1
             if count != inputs.frames:
                 raise RuntimeError(

@@ -3,8 +3,12 @@ is replaced by the Job and the next pod resumes after the last checkpoint; a Kue
 suspend and resume of the Job ends in a resumed render; deleting a TalkingVideo whose
 render did not finish removes its checkpoints through the clean-up Job.
 
-The placeholder engine at 640x480 makes a window of 81 frames in under a second here, so a
-180 s video (56 windows) is still rendering when the test acts on it. With
+The placeholder engine at 640x480 makes a window of 81 frames in a tenth of a second here,
+less than a disruption takes to reach the pod on a loaded machine (measured: up to 15 s from
+a Job's suspend to its pod gone, with the test node's CPUs busy): there the render
+published before its pod was stopped. So the pods run with MULTITALK_FAULT=slow-window
+(runner/faults.py): each window takes a second longer, as a real engine's windows do, and a
+120 s video (38 windows) is still rendering when the disruption arrives. With
 MULTITALK_TEST_NODE_RUNTIME=process the pods run this checkout's runner.
 """
 
@@ -27,20 +31,20 @@ from cluster.waiting import eventually
 from kubernetes import client
 
 from multitalk.operator import job_builder
+from multitalk.runner.faults import FAULT_ENV, FaultPoint
 from multitalk.runner.request import REQUEST_ENV
 from multitalk.runner.resume import SCRATCH_DIR
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 RUNNER = [sys.executable, "-m", "multitalk.runner.cli"]
 WINDOW = 81
-# Three minutes (56 windows, tens of seconds here): a disruption takes the Job controller and
-# the node seconds under load, and a shorter render could finish (and publish) within them.
-VIDEO = {"width": 640, "height": 480, "fps": 25, "durationSeconds": 180.0, "maxDurationSeconds": 180.0}
-FRAMES = 4500
+VIDEO = {"width": 640, "height": 480, "fps": 25, "durationSeconds": 120.0, "maxDurationSeconds": 120.0}
+FRAMES = 3000
+SLOW = {"env": [{"name": FAULT_ENV, "value": f"{FaultPoint.SLOW_WINDOW}:1"}]}  # 38 s or more per render
 
 
 def long_render(name: str, ns: str, **spec: Any) -> dict[str, Any]:
-    return talking_video(name, ns, video=VIDEO, **spec)
+    return talking_video(name, ns, video=VIDEO, runner=SLOW, **spec)
 
 
 def checkpoints(s3: S3Server, ns: str) -> list[str]:
@@ -165,17 +169,23 @@ def test_a_kueue_style_suspend_and_resume_ends_in_a_resumed_render(
     batch = client.BatchV1Api(cluster.api)
     job = eventually(lambda: jobs_of(cluster, ns), 60, "the Job")[0].metadata.name
     assert batch.read_namespaced_job(job, ns).spec.suspend is True
+    admitted = time.monotonic()
     batch.patch_namespaced_job(job, ns, {"spec": {"suspend": False}})  # admitted
-    eventually(lambda: checkpoints(s3, ns), 180, "a window checkpointed")
+    seen = len(eventually(lambda: checkpoints(s3, ns), 180, "a window checkpointed"))
     started = time.monotonic()
     batch.patch_namespaced_job(job, ns, {"spec": {"suspend": True}})  # preempted: the Job deletes its pod
+    [pod] = pods_of(cluster, ns, job)
     # Gone, not only marked for deletion: its container has stopped and its final state is posted.
     eventually(lambda: not pods_of(cluster, ns, job), 150, "the pod to be gone")
     windows_before = len(checkpoints(s3, ns))
-    print(f"suspend to pod gone: {time.monotonic() - started:.1f} s, {windows_before} windows checkpointed")
+    print(
+        f"admitted to {seen} windows seen: {started - admitted:.1f} s; suspend to pod gone: "
+        f"{time.monotonic() - started:.1f} s, {windows_before} windows checkpointed"
+    )
     # The premise: the suspend stopped the render part-way (else there is nothing to resume).
     assert not output_exists(s3, ns, "queued"), (
-        f"the render published before the suspend stopped it ({windows_before} windows)"
+        f"the render published before the suspend stopped it ({windows_before} windows); its pod's log:\n"
+        + gpu_node.pod_log(ns, pod.metadata.name)[-6000:]
     )
     batch.patch_namespaced_job(job, ns, {"spec": {"suspend": False}})  # admitted again
 

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from runner_support import RUNNER, Media, clean_env, read_wav_mono, write_audio
 
+from multitalk.runner.faults import FAULT_ENV, FaultPoint
+
 SITECUSTOMIZE = """
 import importlib.abc, os, sys, time
 
@@ -114,3 +116,29 @@ def test_sigterm_while_decoding_the_speech_exits_1_with_a_result(media: Media, t
     assert data["error"]["reason"] == "RunnerError" and "SIGTERM" in data["error"]["message"], data
     assert '"stage":"load"' not in rest, "the signal came after decoding: make the speech longer"
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_sigterm_while_a_window_is_slowed_exits_1_with_a_result(media: Media, tmp_path: Path) -> None:
+    """The cluster tests slow each window (MULTITALK_FAULT=slow-window) so that a disruption
+    lands mid-render: the pause must hold the render there, and a SIGTERM must still end it."""
+    result = tmp_path / "result.json"
+    args = ["render", "--audio", str(media.hello), "--out", "out/v.mp4", "--engine", "placeholder"]
+    proc = subprocess.Popen(
+        [*RUNNER, *args, "--width", "64", "--height", "64", "--result", str(result)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env({FAULT_ENV: f"{FaultPoint.SLOW_WINDOW}:600"}),
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the first window is checkpointed: its pause has begun
+        if json.loads(line).get("windowsDone", 0) >= 1:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (proc.returncode, stderr)
+    data = json.loads(result.read_text())
+    assert data["error"]["reason"] == "RunnerError" and "SIGTERM" in data["error"]["message"], data
+    assert data["resume"]["windowsDone"] == 1 < data["resume"]["windowsTotal"], data  # held after one window
+    assert not (tmp_path / "out" / "v.mp4").exists()
