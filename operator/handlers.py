@@ -23,7 +23,9 @@ from typing import Any
 import kopf
 
 from multitalk.operator import api, job_builder, kube
-from multitalk.operator.reconciler import API_CONCURRENCY, Key, Reconciler
+from multitalk.operator.api_calls import API_CONCURRENCY
+from multitalk.operator.object_state import Key
+from multitalk.operator.reconciler import Reconciler
 from multitalk.operator.settings import OperatorSettings
 
 TVS = (api.GROUP, api.VERSION, api.PLURAL)

@@ -34,18 +34,18 @@ import contextvars
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from collections.abc import Coroutine
+from typing import Any, cast
 
-import aiohttp
 import kopf
 
 from multitalk.operator import api, job_builder, metrics, mirror
+from multitalk.operator.api_calls import API_CONCURRENCY, ApiCalls
 from multitalk.operator.cleanup import PendingCleanup, cleanup_for
 from multitalk.operator.conditions import ApiFailure, Event
 from multitalk.operator.kube import ApiError, Kube
-from multitalk.operator.mirror import JobBody, PodBody, TalkingVideoBody
+from multitalk.operator.mirror import JobBody, PodBody
+from multitalk.operator.object_state import Key, ObjectState, may_have_pods, owner_uid
 from multitalk.operator.observe import current_pod, job_facts, last_failed, pod_facts
 from multitalk.operator.reasons import ApiCall, ConditionType, Phase, Reason
 from multitalk.operator.settings import OperatorSettings
@@ -54,52 +54,13 @@ from multitalk.operator.status_types import TalkingVideoStatus, read_status
 from multitalk.runner.progress import Reading, parse_progress
 
 log = logging.getLogger("multitalk.operator")
-Key = tuple[str, str]
-T = TypeVar("T")
 
 # Wait this long after an object's first trigger before reconciling it: its Job's and pod's
 # updates arriving meanwhile are handled by that one reconcile (one status write, not four).
 RECONCILE_DELAY_SECONDS = 0.5
-# Concurrent API requests (and client threads, and pooled connections).
-API_CONCURRENCY = 8
 # Resync and progress reconciles in flight at once: a resync of 1,000 objects queued at
 # once on the reconcile slots would delay every watch-triggered reconcile behind it.
 BACKGROUND_CONCURRENCY = 2
-
-
-@dataclass
-class ObjectState:
-    """Everything the operator holds about one TalkingVideo."""
-
-    tv: TalkingVideoBody | None = None  # None until its watch event arrived
-    job: JobBody | None = None
-    pods: dict[str, PodBody] = field(default_factory=dict)  # the Job's pods by uid
-    # True once the pod mirror is complete for `job`: this process created the Job (the
-    # watch sees every pod from then on), or listed its pods once.
-    pods_known: bool = False
-    # The last status written, as sent (fresher than the watch's echo, so the mirror drops
-    # the echo), and what the resync loop needs of it.
-    written: dict[str, Any] | None = None
-    phase: Phase | None = None
-    terminal: bool = False
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    queued: bool = False  # a reconcile is scheduled that has not read the mirrors yet
-    last_resync: float = 0.0  # monotonic
-    last_progress: float = 0.0
-    # What the last reconcile could not do: the resync retries it (even on a terminal
-    # object), and a failure is reported once, not at every retry.
-    failed_calls: tuple[ApiFailure, ...] = ()
-    # Clean-ups of deleted objects of this name (by their uid), each waiting for its render's
-    # Job and pods to be gone.
-    cleanups: dict[str, PendingCleanup] = field(default_factory=dict)
-
-    def status(self) -> TalkingVideoStatus:
-        if self.written is not None:
-            return read_status(self.written)
-        return read_status(self.tv.get("status") if self.tv is not None else None)
-
-    def remember(self, status: TalkingVideoStatus) -> None:
-        self.phase, self.terminal = status.phase, status.terminal
 
 
 class Reconciler:
@@ -110,7 +71,7 @@ class Reconciler:
         self._job_owners: dict[tuple[str, str], Key] = {}  # (namespace, Job name) -> its TalkingVideo
         self.phases = metrics.PhaseBook()
         self.stalled = metrics.KeySet(metrics.STALLED_JOBS)
-        self._api_slots = asyncio.Semaphore(API_CONCURRENCY)
+        self.api = ApiCalls(kube)
         # Reconciles in flight: each holds its intermediate objects (a Job manifest, the
         # status) while it waits for the API; a burst of 1,000 must not hold them all.
         # Objects with a Job have slots of their own: a Job's completion must not wait
@@ -119,7 +80,6 @@ class Reconciler:
         self._create_slots = asyncio.Semaphore(2 * API_CONCURRENCY)
         self._background_slots = asyncio.Semaphore(BACKGROUND_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._event_slots = asyncio.Semaphore(8)
 
     # --- mirrors (called by the kopf handlers) ---------------------------------------------
 
@@ -173,7 +133,7 @@ class Reconciler:
         status = read_status(body.get("status")) if body.get("status") else (old.status() if old else read_status(None))
         # A runner ran: one of its pods is mirrored, or its Job started (it has made a pod).
         runner_seen = old is not None and (
-            bool(_pods_of(old, uid)) or any(job["status"].get("startTime") for job in _job_of(old, uid))
+            bool(old.pods_of(uid)) or any(job["status"].get("startTime") for job in old.job_of(uid))
         )
         plan = cleanup_for(body, status, runner_seen, self.settings)
         if plan is None and not (old and old.cleanups):
@@ -194,7 +154,7 @@ class Reconciler:
         return self.objects.setdefault(key, ObjectState())
 
     def _settle(self, key: Key, state: ObjectState) -> None:
-        for uid in [uid for uid in state.cleanups if not _job_of(state, uid) and not _pods_of(state, uid)]:
+        for uid in [uid for uid in state.cleanups if not state.job_of(uid) and not state.pods_of(uid)]:
             self._spawn(self._create_cleanup(key[0], state.cleanups.pop(uid)))
         if state.tv is not None:
             self.nudge(key)
@@ -205,7 +165,7 @@ class Reconciler:
         """One request; a failure is logged, not retried: the lifecycle rule is the backstop."""
         name = plan.manifest["metadata"]["name"]
         try:
-            await self._call(ApiCall.CREATE_CLEANUP_JOB, self.kube.create_job(namespace, plan.manifest))
+            await self.api.call(ApiCall.CREATE_CLEANUP_JOB, self.kube.create_job(namespace, plan.manifest))
         except ApiError as exc:
             if exc.status != 409:  # 409: made already (the same DELETED event seen twice)
                 log.warning("could not create clean-up Job %s/%s: %s", namespace, name, exc)
@@ -247,7 +207,7 @@ class Reconciler:
                     state.failed_calls = (failure,)
                     message = f"{failure.call} failed: HTTP {failure.http_status} {failure.http_reason}".rstrip()
                     event = Event("Warning", Reason.API_CALL_FAILED, f"{message}; retried at the next resync")
-                    self._spawn(self._post_events(dict(state.tv), [event]))
+                    self._spawn(self.api.post_events(dict(state.tv), [event]))
         except Exception:  # one object's failure must not stop the others; the resync retries
             log.exception("reconcile of %s/%s failed", *key)
 
@@ -332,9 +292,9 @@ class Reconciler:
         if job is not None:
             name = job["metadata"]["name"]
             if rec.delete_job:
-                failures += await self._attempt(ApiCall.DELETE_JOB, self.kube.delete_job(key[0], name))
+                failures += await self.api.attempt(ApiCall.DELETE_JOB, self.kube.delete_job(key[0], name))
             if rec.job_suspend is not None:
-                failures += await self._attempt(
+                failures += await self.api.attempt(
                     ApiCall.PATCH_JOB, self.kube.patch_job_suspend(key[0], name, rec.job_suspend)
                 )
         if failures:
@@ -343,27 +303,16 @@ class Reconciler:
         state.failed_calls = tuple(failures)
         return rec
 
-    async def _attempt(self, call: ApiCall, coro: Awaitable[None]) -> list[ApiFailure]:
-        """Make an action's call; its failure, if the API server refused it."""
-        try:
-            await self._call(call, coro)
-        except ApiError as exc:
-            log.warning("%s failed: %s", call, exc)
-            return [ApiFailure(call, exc.status, exc.reason)]
-        return []
-
     async def _job(self, key: Key, state: ObjectState, old: TalkingVideoStatus) -> JobBody | None:
         """This object's Job: the mirror's, else (before anyone concludes it is gone) read by name."""
         assert state.tv is not None
         uid = state.tv["metadata"].get("uid", "")
-        job = state.job
         # A Job left by an earlier object of the same name is not ours.
-        if job is not None and (job["metadata"].get("labels") or {}).get(job_builder.LABEL_TV_UID) != uid:
-            job = None
+        job = next(iter(state.job_of(uid)), None)
         # No shortcut for terminal objects: the Job settles after its target condition
         # (attempts, the last exit), and compute_status keeps a result once its Job is gone.
         if job is None and old.job is not None and not old.terminal:
-            found = await self._call(ApiCall.GET_JOB, self.kube.get_job(key[0], old.job.name))
+            found = await self.api.call(ApiCall.GET_JOB, self.kube.get_job(key[0], old.job.name))
             if found is not None:
                 job = state.job = mirror.job(found)
                 state.pods_known = False
@@ -372,21 +321,17 @@ class Reconciler:
     async def _pods(self, key: Key, state: ObjectState, job: JobBody | None, fresh: bool) -> tuple[list[PodBody], bool]:
         """The Job's pods from the mirror, listed first when the mirror cannot know them (or
         `fresh`); and whether they were listed."""
-        if job is None or not _may_have_pods(job):
+        if job is None or not may_have_pods(job):
             return [], False
         listing = fresh or not state.pods_known
         if listing:
-            listed = await self._call(ApiCall.LIST_PODS, self.kube.list_job_pods(key[0], job["metadata"]["name"]))
+            listed = await self.api.call(ApiCall.LIST_PODS, self.kube.list_job_pods(key[0], job["metadata"]["name"]))
             for body in listed:
                 uid = str(body["metadata"]["uid"])
                 # A watch event may have brought a newer version meanwhile: it stays.
                 state.pods.setdefault(uid, mirror.pod(body))
             state.pods_known = True
-        owner = job["metadata"].get("labels", {}).get(job_builder.LABEL_TV_UID)
-        pods = [
-            p for p in state.pods.values() if p["metadata"].get("labels", {}).get(job_builder.LABEL_TV_UID) == owner
-        ]
-        return pods, listing
+        return state.pods_of(owner_uid(job)), listing
 
     @staticmethod
     def _explained(rec: Reconciliation, old: TalkingVideoStatus, job: JobBody, pods: list[PodBody]) -> bool:
@@ -406,7 +351,7 @@ class Reconciler:
         if pod is None or pod.phase != "Running":
             return None
         try:
-            text = await self._call(
+            text = await self.api.call(
                 ApiCall.POD_LOG,
                 self.kube.pod_log_tail(
                     namespace, pod.name, job_builder.CONTAINER, 50, self.settings.progress_log_bytes
@@ -423,7 +368,7 @@ class Reconciler:
         meta = state.tv["metadata"]
         # The event that led here may be older than a deletion (the GPU would render for an
         # object nobody wants until the garbage collector came): ask the API server first.
-        fresh = await self._call(ApiCall.GET_TALKINGVIDEO, self.kube.get_talkingvideo(*key))
+        fresh = await self.api.call(ApiCall.GET_TALKINGVIDEO, self.kube.get_talkingvideo(*key))
         if not mirror.still_there(meta.get("uid"), fresh):
             log.info("not creating a Job for %s/%s: deleted or being deleted", *key)
             return None
@@ -432,15 +377,14 @@ class Reconciler:
         owner = {"apiVersion": f"{api.GROUP}/{api.VERSION}", "kind": api.KIND, "metadata": meta}
         kopf.append_owner_reference(manifest, owner=kopf.Body(cast(kopf.RawBody, owner)))
         try:
-            async with self._api_slots:
-                created: dict[str, Any] = await self.kube.create_job(key[0], manifest)
+            created: dict[str, Any] = await self.api.call(
+                ApiCall.CREATE_JOB, self.kube.create_job(key[0], manifest), expected=(409,)
+            )
         except ApiError as exc:
             if exc.status != 409:
-                metrics.API_ERRORS.labels(operation=ApiCall.CREATE_JOB).inc()
-                exc.call = ApiCall.CREATE_JOB
                 raise
             # Already there (a restart, or a stale mirror): use it, never make a second one.
-            existing = await self._call(ApiCall.GET_JOB, self.kube.get_job(key[0], manifest["metadata"]["name"]))
+            existing = await self.api.call(ApiCall.GET_JOB, self.kube.get_job(key[0], manifest["metadata"]["name"]))
             if existing is None:
                 raise
             state.job, state.pods_known = mirror.job(existing), False
@@ -451,15 +395,6 @@ class Reconciler:
         state.job, state.pods_known = mirror.job(created), True
         return state.job
 
-    async def _call(self, call: ApiCall, coro: Awaitable[T]) -> T:
-        async with self._api_slots:
-            try:
-                return await coro
-            except ApiError as exc:
-                metrics.API_ERRORS.labels(operation=call).inc()
-                exc.call = exc.call or call
-                raise
-
     async def _write(self, key: Key, state: ObjectState, rec: Reconciliation) -> None:
         assert state.tv is not None
         new = rec.status.wire()
@@ -468,7 +403,7 @@ class Reconciler:
             patch: dict[str, Any] = {k: None for k in old if k not in new}
             patch.update(new)
             try:
-                await self._call(ApiCall.PATCH_STATUS, self.kube.patch_status(key[0], key[1], patch))
+                await self.api.call(ApiCall.PATCH_STATUS, self.kube.patch_status(key[0], key[1], patch))
             except ApiError as exc:
                 if exc.status == 404:  # deleted meanwhile
                     self._forget(key)
@@ -482,44 +417,7 @@ class Reconciler:
         self.stalled.set(key, running is not None and running.reason == Reason.JOB_STALLED)
         if rec.events:
             # Posted off the object's lock: a slow events API must not delay the status.
-            self._spawn(self._post_events(dict(state.tv), rec.events))
+            self._spawn(self.api.post_events(dict(state.tv), rec.events))
         for event in rec.events:
             if event.condition in (ConditionType.COMPLETE, ConditionType.FAILED) and event.status == "True":
                 metrics.count_run(rec.status, event.reason)
-
-    async def _post_events(self, tv: dict[str, Any], events: list[Event]) -> None:
-        meta = tv["metadata"]
-        async with self._event_slots:
-            for event in events:
-                try:
-                    await self._call(
-                        ApiCall.POST_EVENT, self.kube.post_event(tv, event.type, event.reason, event.message)
-                    )
-                # An event is not worth failing anything (nor, timed out, an unread task error).
-                except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
-                    log.warning(
-                        "could not post event %s on %s/%s: %s",
-                        event.reason,
-                        meta["namespace"],
-                        meta["name"],
-                        exc.status if isinstance(exc, ApiError) else repr(exc),
-                    )
-
-
-def _job_of(state: ObjectState, uid: str) -> list[JobBody]:
-    """The mirrored Job of the TalkingVideo with this uid (its label), if that is the one mirrored."""
-    job = state.job
-    if job is None or (job["metadata"].get("labels") or {}).get(job_builder.LABEL_TV_UID) != uid:
-        return []
-    return [job]
-
-
-def _pods_of(state: ObjectState, uid: str) -> list[PodBody]:
-    return [p for p in state.pods.values() if (p["metadata"].get("labels") or {}).get(job_builder.LABEL_TV_UID) == uid]
-
-
-def _may_have_pods(job: JobBody) -> bool:
-    """A Job still waiting in its queue has never had pods: nothing to list (most objects, at scale)."""
-    spec, status = job.get("spec") or {}, job.get("status") or {}
-    never_ran = not any(status.get(k) for k in ("startTime", "active", "failed", "succeeded", "terminating"))
-    return not (spec.get("suspend") and never_ran)

@@ -15,9 +15,11 @@ from typing import cast
 import pytest
 
 from multitalk.operator import reconciler as reconciler_module
+from multitalk.operator.api_calls import API_CONCURRENCY
 from multitalk.operator.kube import Kube
 from multitalk.operator.mirror import JobBody, TalkingVideoBody
-from multitalk.operator.reconciler import API_CONCURRENCY, Key, ObjectState, Reconciler
+from multitalk.operator.object_state import Key, ObjectState
+from multitalk.operator.reconciler import Reconciler
 from multitalk.operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.asyncio
