@@ -8,9 +8,9 @@ Job completing and its TalkingVideo reading Complete, API requests per object ma
 the operator (from the audit log), and the operator's CPU seconds and peak RSS.
 
 The operator runs as its image runs it: from a virtualenv holding requirements/operator.txt
-and the package (Dockerfile.operator's steps, cached under build/bench/), not from the
-test environment, whose extra packages (the kubernetes client: ~45 MiB once kopf imports
-it) the image does not have. `--operator-env dev` runs it from this interpreter's venv.
+and the package (Dockerfile.operator's steps, cached in ~/.cache/multitalk-operator), not
+from the test environment, whose extra packages (the kubernetes client: ~45 MiB once kopf
+imports it) the image does not have. `--operator-env dev` runs it from this interpreter's venv.
 
     .venv/bin/python benchmarks/cluster_scale.py [--count 1000] [--operator-env image|dev]
 """
@@ -48,7 +48,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def operator_venv() -> Path:
     """A virtualenv like the operator image's: the lock file, then the package without deps."""
     lock = ROOT / "requirements" / "operator.txt"
-    venv = ROOT / "build" / "bench" / f"operator-{hashlib.sha256(lock.read_bytes()).hexdigest()[:12]}"
+    # In the user's cache, not the checkout: the chart mounts an emptyDir at /tmp, and the test
+    # node maps a pod's paths under its mounts to the pod's own folders, so in a checkout under
+    # /tmp the operator's PATH led nowhere (exit 127 at every start).
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "multitalk-operator"
+    venv = cache / "bench" / f"operator-{hashlib.sha256(lock.read_bytes()).hexdigest()[:12]}"
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     if not (venv / ".locked").exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
@@ -59,7 +63,7 @@ def operator_venv() -> Path:
     return venv
 
 
-def operator_pid(node: TestNode, timeout: float = 60) -> int:
+def operator_pid(node: TestNode, pod: dict[str, Any], timeout: float = 60) -> int:
     """The operator's process on the system node (its pod can read Running a moment before)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,7 +71,11 @@ def operator_pid(node: TestNode, timeout: float = 60) -> int:
         if pids:
             return pids[0]
         time.sleep(0.1)
-    raise RuntimeError("the operator pod runs, but no operator process started on the test node")
+    meta = pod["metadata"]
+    raise RuntimeError(
+        f"the operator pod runs, but no operator process started on the test node; runs: {node.exec_log}; "
+        f"its log:\n{node.pod_log(meta['namespace'], meta['name'])[-4000:]}"
+    )
 
 
 def proc_usage(pid: int) -> tuple[float, int]:
@@ -126,7 +134,7 @@ def main() -> int:
         operator = install.wait_operator_running(cluster, system)
         client.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}})
         time.sleep(3)  # let the operator finish its start-up lists before the burst
-        pid = operator_pid(system)
+        pid = operator_pid(system, operator)
         cpu_before, _ = proc_usage(pid)
         custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
 

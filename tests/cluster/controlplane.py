@@ -37,10 +37,18 @@ def ensure_binaries() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: each socket stays bound until all are picked (a port closed at once
+    can be handed out again by the next bind: two ports picked one by one once collided)."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def kubeconfig(
@@ -129,8 +137,7 @@ class ControlPlane:
 
     def start(self, timeout: float = 120.0) -> None:
         self.certs = certs.generate(self.workdir / "pki", SERVICE_IP)
-        etcd_port, peer_port = free_port(), free_port()
-        self.apiserver_port = free_port()
+        etcd_port, peer_port, self.apiserver_port = free_ports(3)
         self.kubeconfig_path.write_text(
             kubeconfig(self.server, self.certs.ca, cert=self.certs.admin.cert, key=self.certs.admin.key)
         )

@@ -16,7 +16,7 @@ import helm_python as helm
 from kubernetes import client
 
 from cluster import images
-from cluster.controlplane import free_port
+from cluster.controlplane import free_ports
 from cluster.session import Cluster
 from cluster.testnode import TestNode
 from cluster.waiting import eventually
@@ -32,6 +32,7 @@ def chart_values(s3_endpoint: str, secret_name: str = "s3", **overrides: Any) ->
     (other processes share this host)."""
     operator_repository, operator_tag = images.repository_and_tag(images.OPERATOR_IMAGE)
     runner_repository, runner_tag = images.repository_and_tag(images.RUNNER_IMAGE)
+    metrics_port, health_port = free_ports(2)
     values: dict[str, Any] = {
         "image": {"repository": operator_repository, "tag": operator_tag},
         "storage": {"endpoint": s3_endpoint, "region": "us-east-1", "secretName": secret_name},
@@ -40,8 +41,8 @@ def chart_values(s3_endpoint: str, secret_name: str = "s3", **overrides: Any) ->
             "resources": {"limits": {"nvidia.com/gpu": 1}},
         },
         "operator": {"progressPollSeconds": 1, "resyncSeconds": 5},
-        "metrics": {"port": free_port()},
-        "health": {"port": free_port()},
+        "metrics": {"port": metrics_port},
+        "health": {"port": health_port},
     }
     for key, value in overrides.items():
         values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value

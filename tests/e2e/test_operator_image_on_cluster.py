@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cluster import images
-from cluster.controlplane import free_port
+from cluster.controlplane import free_ports
 from cluster.session import Cluster
 from cluster.waiting import eventually
 
@@ -24,7 +24,7 @@ def test_operator_image_starts_against_the_api_server_and_serves_healthz(
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(Path(cluster.kubeconfig).read_text())
     kubeconfig.chmod(0o644)
-    health, metrics = free_port(), free_port()
+    health, metrics = free_ports(2)
     name = f"operator-image-{namespace}"
     command = [*images.podman_command(), "run", "--rm", "--name", name, *images.limit_options(), "--pull", "never"]
     command += ["--network", "host", "--read-only", "--read-only-tmpfs=false", "--cap-drop", "all"]
