@@ -16,7 +16,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -91,29 +93,38 @@ def test_sigterm_during_start_up_exits_1_with_a_result(slow_module: str, media: 
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
-def test_sigterm_while_decoding_the_speech_exits_1_with_a_result(media: Media, tmp_path: Path) -> None:
-    speech, rate = read_wav_mono(media.hello)
-    long = write_audio(tmp_path / "long.wav", np.tile(speech, 120), rate)  # ~9 min: seconds to decode
+def sigterm_when(
+    args: list[str], tmp_path: Path, ready: Callable[[dict[str, Any]], bool], env: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Run the runner, SIGTERM it at the first progress line for which `ready` holds, and check it
+    exits 1 with a SIGTERM result; the output after the signal, and the result."""
     result = tmp_path / "result.json"
-    args = ["render", "--audio", str(long), "--out", "out/v.mp4", "--engine", "placeholder", "--max-duration", "600"]
     proc = subprocess.Popen(
         [*RUNNER, *args, "--result", str(result)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
-        env=clean_env(),
+        env=clean_env(env),
     )
     assert proc.stdout is not None
-    for line in proc.stdout:  # the download ends, decoding starts: signal then
-        event = json.loads(line)
-        if event.get("stage") == "download" and event["percent"] >= 5:
+    for line in proc.stdout:
+        if ready(json.loads(line)):
             break
     proc.send_signal(signal.SIGTERM)
     rest, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, (proc.returncode, stderr)
-    data = json.loads(result.read_text())
+    data: dict[str, Any] = json.loads(result.read_text())
     assert data["error"]["reason"] == "RunnerError" and "SIGTERM" in data["error"]["message"], data
+    return rest, data
+
+
+def test_sigterm_while_decoding_the_speech_exits_1_with_a_result(media: Media, tmp_path: Path) -> None:
+    speech, rate = read_wav_mono(media.hello)
+    long = write_audio(tmp_path / "long.wav", np.tile(speech, 120), rate)  # ~9 min: seconds to decode
+    args = ["render", "--audio", str(long), "--out", "out/v.mp4", "--engine", "placeholder", "--max-duration", "600"]
+    # The download ends, decoding starts: signal then.
+    rest, _ = sigterm_when(args, tmp_path, lambda event: event.get("stage") == "download" and event["percent"] >= 5)
     assert '"stage":"load"' not in rest, "the signal came after decoding: make the speech longer"
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
@@ -121,24 +132,13 @@ def test_sigterm_while_decoding_the_speech_exits_1_with_a_result(media: Media, t
 def test_sigterm_while_a_window_is_slowed_exits_1_with_a_result(media: Media, tmp_path: Path) -> None:
     """The cluster tests slow each window (MULTITALK_FAULT=slow-window) so that a disruption
     lands mid-render: the pause must hold the render there, and a SIGTERM must still end it."""
-    result = tmp_path / "result.json"
     args = ["render", "--audio", str(media.hello), "--out", "out/v.mp4", "--engine", "placeholder"]
-    proc = subprocess.Popen(
-        [*RUNNER, *args, "--width", "64", "--height", "64", "--result", str(result)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env=clean_env({FAULT_ENV: f"{FaultPoint.SLOW_WINDOW}:600"}),
+    # The first window is checkpointed: its pause has begun.
+    _, data = sigterm_when(
+        [*args, "--width", "64", "--height", "64"],
+        tmp_path,
+        lambda event: event.get("windowsDone", 0) >= 1,
+        {FAULT_ENV: f"{FaultPoint.SLOW_WINDOW}:600"},
     )
-    assert proc.stdout is not None
-    for line in proc.stdout:  # the first window is checkpointed: its pause has begun
-        if json.loads(line).get("windowsDone", 0) >= 1:
-            break
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 1, (proc.returncode, stderr)
-    data = json.loads(result.read_text())
-    assert data["error"]["reason"] == "RunnerError" and "SIGTERM" in data["error"]["message"], data
     assert data["resume"]["windowsDone"] == 1 < data["resume"]["windowsTotal"], data  # held after one window
     assert not (tmp_path / "out" / "v.mp4").exists()
